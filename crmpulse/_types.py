@@ -1,0 +1,91 @@
+"""Reusable annotated field types for every crmpulse YAML model.
+
+Units are written the way people write them (``30s``, ``99.9``, ``1MiB``); each type
+validates and converts once, so the models downstream hold plain floats and ints.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from jsonpath_ng import JSONPath
+from jsonpath_ng.ext import parse as _jsonpath_parse
+from pydantic import AfterValidator, BeforeValidator, SecretStr
+
+from ._yamlfile import SecretValue
+from .units import parse_bytes, parse_duration, parse_percent
+
+__all__ = [
+    "URL", "Bytes", "Duration", "JSONPathStr", "Name", "Percent", "Ratio", "Regex", "Secret",
+    "compile_jsonpath",
+]
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_jsonpath(expression: str) -> JSONPath:
+    """Parse a JSONPath once; raise ValueError with a readable message when invalid."""
+    try:
+        return _jsonpath_parse(expression)
+    except Exception as exc:  # jsonpath-ng raises assorted exception types on bad input
+        raise ValueError(f'expected a JSONPath like "$.data[0].id", got "{expression}"') from exc
+
+
+def _check_jsonpath(value: str) -> str:
+    compile_jsonpath(value)
+    return value
+
+
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"expected a regular expression, got {value!r} ({exc.msg})") from None
+    return value
+
+
+def _ratio(value: object) -> float:
+    """A percentage where 0 and 100 are allowed (error ratios, abort limits)."""
+    text = value.strip().removesuffix("%").strip() if isinstance(value, str) else value
+    if not isinstance(text, bool) and text in (0, 100, "0", "100"):
+        return float(text)
+    return parse_percent(value)
+
+
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(
+            f'expected a name of lowercase letters, digits and "_" starting with a letter '
+            f'(it becomes a metric label and a PromQL selector), got "{value}"')
+    return value
+
+
+def _require_reference(value: object) -> object:
+    if isinstance(value, SecretValue) or value is None:
+        return value
+    raise ValueError(
+        "expected a reference like ${env:NAME} or ${file:PATH}: secrets are never written "
+        "in the file, which ends up in git and in tickets")
+
+
+def _check_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f'expected an http(s) URL like "https://crm.example.com", got "{value}"')
+    return value.rstrip("/")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Percent = Annotated[float, BeforeValidator(parse_percent)]
+Ratio = Annotated[float, BeforeValidator(_ratio)]
+Bytes = Annotated[int, BeforeValidator(parse_bytes)]
+Regex = Annotated[str, AfterValidator(_check_regex)]
+JSONPathStr = Annotated[str, AfterValidator(_check_jsonpath)]
+Name = Annotated[str, AfterValidator(_check_name)]
+Secret = Annotated[SecretStr, BeforeValidator(_require_reference)]
+URL = Annotated[str, AfterValidator(_check_url)]

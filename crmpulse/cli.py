@@ -1,0 +1,168 @@
+"""The ``crmpulse`` command: one verb per job.
+
+Exit codes: 0 success, 1 the run found a problem (a failed operation or gate),
+2 bad usage or bad config. Errors are one line each, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from . import __version__
+from ._exceptions import ConfigError, CrmpulseError
+from .units import parse_duration
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_SANDBOX_PORT = 8085
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _config_arg(parser: argparse.ArgumentParser, positional: bool = False) -> None:
+    default = os.environ.get("CRMPULSE_CONFIG", "crmpulse.yaml")
+    help_ = "config file (env CRMPULSE_CONFIG)"
+    if positional:
+        parser.add_argument("config", nargs="?", default=default, help=help_)
+    else:
+        parser.add_argument("--config", "-c", default=default, help=help_)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    loaded = load_config(args.config)
+    c = loaded.config
+    print(f"{args.config}: valid (target {c.target.name} at {c.target.base_url}, profile "
+          f"{loaded.profile.name} with {len(loaded.profile.operations)} operations, "
+          f"{len(c.slos)} SLOs, {len(c.probes.checks)} checks, {len(c.probes.sync)} sync pairs)")
+    return EXIT_OK
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    target = Path(args.path)
+    if target.exists() and not args.force:
+        print(f"crmpulse: {target} exists; use --force to overwrite it", file=sys.stderr)
+        return EXIT_USAGE
+    starter = (Path(__file__).parent / "starter.yaml").read_text(encoding="utf-8")
+    target.write_text(starter, encoding="utf-8")
+    print(f"Wrote {target}. Next:\n"
+          f"  crmpulse sandbox &                            # the sandbox CRM on 127.0.0.1:{DEFAULT_SANDBOX_PORT}\n"
+          f"  export CRMPULSE_CLIENT_SECRET=sandbox-secret  # the sandbox's public test secret\n"
+          f"  crmpulse check-config {target}")
+    return EXIT_OK
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from .sandbox import SandboxServer, SandboxSettings
+
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("crmpulse: --tls-cert and --tls-key go together", file=sys.stderr)
+        return EXIT_USAGE
+    settings = SandboxSettings(db=args.db, seed=args.seed, sync_lag_ms=args.sync_lag * 1000,
+                               token_ttl=args.token_ttl, admin_token=args.admin_token)
+    try:
+        server = SandboxServer(settings, host=args.host, port=args.port,
+                               ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key)
+    except OSError as exc:
+        print(f"crmpulse: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"Sandbox CRM on {server.url} ({args.seed} seeded contacts, db {args.db}, "
+          f"sync lag {args.sync_lag * 1000:g} ms). Test credentials: docs/sandbox.md. Ctrl-C stops.",
+          flush=True)
+    server.serve_forever()
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(seed=args.seed, sync_lag_ms=args.sync_lag * 1000)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crmpulse", formatter_class=_Formatter,
+        description="Load tests, synthetic probes, dashboards and alerts for a CRM.",
+        epilog="Exit codes: 0 ok, 1 the run found a problem, 2 bad usage or config.\n"
+               "Docs: docs/ in the repository; start with README.md.")
+    parser.add_argument("--version", action="version", version=f"crmpulse {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", title="verbs")
+
+    def verb(name: str, help_: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        p = verbs.add_parser(name, help=help_, description=help_, formatter_class=_Formatter)
+        p.set_defaults(func=func)
+        return p
+
+    p = verb("demo", "start the sandbox CRM and run every profile operation once against it",
+             cmd_demo)
+    p.add_argument("--seed", type=int, default=200, help="contacts to seed the sandbox with")
+    p.add_argument("--sync-lag", type=_duration, default=0.5, metavar="DURATION",
+                   help="the sandbox's search sync lag (default 500ms)")
+
+    p = verb("sandbox", "serve the sandbox CRM on loopback (the default target)", cmd_sandbox)
+    p.add_argument("--host", default=os.environ.get("CRMPULSE_SANDBOX_HOST", "127.0.0.1"),
+                   help="address to listen on (env CRMPULSE_SANDBOX_HOST)")
+    p.add_argument("--port", type=int,
+                   default=int(os.environ.get("CRMPULSE_SANDBOX_PORT", DEFAULT_SANDBOX_PORT)),
+                   help="port, 0 for any free one (env CRMPULSE_SANDBOX_PORT)")
+    p.add_argument("--db", default=":memory:", help="SQLite file, or :memory:")
+    p.add_argument("--seed", type=int, default=200, help="realistic contacts to create at start")
+    p.add_argument("--sync-lag", type=_duration, default=0.5, metavar="DURATION",
+                   help="delay before a change reaches the search index (default 500ms)")
+    p.add_argument("--token-ttl", type=_duration, default=3600.0, metavar="DURATION",
+                   help="lifetime of issued OAuth2 tokens (default 1h)")
+    p.add_argument("--admin-token",
+                   default=os.environ.get("CRMPULSE_SANDBOX_ADMIN_TOKEN", "sandbox-admin"),
+                   help="token for the admin API (env CRMPULSE_SANDBOX_ADMIN_TOKEN)")
+    p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-key", help="private key for --tls-cert (PEM)")
+
+    p = verb("check-config", "validate a config file and its profile without running anything",
+             cmd_check_config)
+    _config_arg(p, positional=True)
+
+    p = verb("init", "write a commented starter crmpulse.yaml for the sandbox", cmd_init)
+    p.add_argument("path", nargs="?", default="crmpulse.yaml", help="where to write it")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(str(problem), file=sys.stderr)
+        count = len(exc.problems)
+        print(f"crmpulse: {count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
+        return EXIT_USAGE
+    except CrmpulseError as exc:
+        print(f"crmpulse: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("crmpulse: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,402 @@
+"""Run profile operations against a target: one shared flow, a sync and an async driver.
+
+The logic of a call (credentials, token refresh, retry once on 401, pagination,
+cleanup bookkeeping, journey steps with ``until`` polling) is written once as a
+generator that *yields* what to send and *receives* the reply. Drivers do the I/O:
+:class:`Client` with ``httpx.Client``, :class:`AsyncClient` with ``httpx.AsyncClient``,
+and the Locust users with Locust's own client. httpx errors are translated here, at
+the boundary, into :class:`TransportError` with a bounded ``reason``.
+
+    with Client(loaded) as crm:
+        result = crm.call("create_contact", first_name="Ada", last_name="L", email="a@x.example")
+        crm.cleanup()                    # deletes whatever was created and not yet deleted
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+import time
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import httpx
+
+from ._exceptions import OperationError, TransportError
+from ._types import compile_jsonpath
+from .auth import AuthProvider, make_auth
+from .config import LoadedConfig, Target
+from .profile import OperationResult, Profile, RenderedRequest
+from .steps import Step, evaluate_expect
+from .templates import render
+
+__all__ = [
+    "AsyncClient",
+    "CleanupReport",
+    "Client",
+    "Ledger",
+    "Reply",
+    "Session",
+    "Sleep",
+    "StepResult",
+    "translate_error",
+]
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    elapsed: float = 0.0
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+Flow = Generator["RenderedRequest | Sleep", "Reply | None", Any]
+
+
+@dataclass
+class StepResult:
+    step: str
+    result: OperationResult
+    attempts: int = 1
+    waited: float = 0.0  # from the first attempt to the last, when `until` retried
+
+
+@dataclass
+class CleanupReport:
+    created: int = 0
+    deleted: int = 0
+    failed: int = 0
+
+    @property
+    def left(self) -> int:
+        return self.created - self.deleted
+
+
+class Ledger:
+    """Records a program created, so every one can be deleted at the end.
+
+    A create whose operation declares ``cleanup`` adds its delete request; running
+    that delete (explicitly or at cleanup time) removes it. 404 on delete counts as
+    deleted: the record is gone either way.
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple[str, str], dict[str, Any]] = {}
+        self.report = CleanupReport()
+
+    def add(self, operation: str, url: str, variables: dict[str, Any]) -> None:
+        key = (operation, url)
+        if key not in self.pending:
+            self.pending[key] = variables
+            self.report.created += 1
+
+    def done(self, operation: str, url: str) -> None:
+        if self.pending.pop((operation, url), None) is not None:
+            self.report.deleted += 1
+
+
+def translate_error(exc: httpx.HTTPError) -> TransportError:
+    """Map an httpx error to a TransportError with a bounded reason label."""
+    if isinstance(exc, httpx.TimeoutException):
+        return TransportError("timed out", "timeout")
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError | ssl.CertificateError):
+            return TransportError("TLS handshake failed", "tls")
+        if isinstance(cause, socket.gaierror):
+            return TransportError("name resolution failed", "dns")
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, httpx.ConnectError):
+        return TransportError("connection failed", "connect")
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+        return TransportError("connection broken", "connect")
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return TransportError("invalid URL", "connect")
+    return TransportError(exc.__class__.__name__, "connect")
+
+
+class Session:
+    """The I/O-free logic of talking to one target through its profile."""
+
+    def __init__(self, target: Target, profile: Profile, auth: AuthProvider | None = None,
+                 ledger: Ledger | None = None) -> None:
+        self.target = target
+        self.profile = profile
+        self.auth = auth or make_auth(target, profile)
+        self.ledger = ledger or Ledger()
+        self.auth_elapsed = 0.0  # time spent fetching tokens, for journeys to report apart
+
+    def variables(self, extra: dict[str, Any]) -> dict[str, Any]:
+        return {**self.profile.variables, **self.target.variables, **extra}
+
+    # -- flows -----------------------------------------------------------------------
+
+    def send(self, request: RenderedRequest) -> Flow:
+        """Send with credentials; fetch a token first when needed; retry once on 401."""
+        for attempt in (1, 2):
+            if request.auth and self.auth.needs_token():
+                yield from self.fetch_token()
+            headers = {**self.target.headers, **request.headers}
+            if request.auth:
+                headers.update(self.auth.headers())
+            reply = yield replace(request, headers=headers)
+            assert isinstance(reply, Reply)
+            if reply.status == 401 and request.auth and self.auth.refreshable and attempt == 1:
+                self.auth.invalidate()
+                continue
+            return reply
+        raise AssertionError("unreachable")
+
+    def fetch_token(self) -> Flow:
+        token_request = self.auth.token_request()
+        token_request.headers = {**self.target.headers, **token_request.headers}
+        reply = yield token_request
+        assert isinstance(reply, Reply)
+        self.auth_elapsed += reply.elapsed
+        self.auth.accept_token(reply.status, reply.body)
+        return reply
+
+    def call(self, name: str, variables: dict[str, Any], max_pages: int = 1) -> Flow:
+        """Call one operation; follow up to ``max_pages`` pages when it paginates."""
+        op = self.profile.operation(name)
+        if name == "authenticate" and self.auth.refreshable:
+            self.auth.invalidate()
+            reply = yield from self.fetch_token()
+            result = OperationResult(operation=name, status=reply.status, elapsed=reply.elapsed)
+            result.body = reply.body
+            return result
+        if name == "authenticate" and op.auth is False:
+            return OperationResult(operation=name, status=0,
+                                   message=f"{self.auth.kind} credentials: no token to fetch")
+        merged = self.variables(variables)
+        request = op.render(self.target.base_url, merged)
+        reply = yield from self.send(request)
+        result = op.interpret(reply.status, reply.headers, reply.body)
+        result.elapsed, result.body, result.headers = reply.elapsed, reply.body, reply.headers
+        while op.paginate and result.ok and result.next_page and result.pages < max_pages:
+            request = request.next(result.next_page, op.paginate)
+            reply = yield from self.send(request)
+            page = op.interpret(reply.status, reply.headers, reply.body)
+            items = (result.items or []) + (page.items or [])
+            page.elapsed, page.pages, page.items = result.elapsed + reply.elapsed, result.pages + 1, items
+            page.values = {**result.values, **page.values}
+            page.body, page.headers = reply.body, reply.headers
+            result = page
+        if result.ok and op.cleanup:
+            try:
+                undo = render(op.cleanup.with_, {**merged, **result.values})
+                url = self.profile.operation(op.cleanup.operation).render(
+                    self.target.base_url, self.variables(undo)).url
+            except OperationError:
+                return result.fail("assertion", f"{name}: created a record, but the response "
+                                   "lacks what its cleanup needs to delete it")
+            self.ledger.add(op.cleanup.operation, url, undo)
+        if op.method == "DELETE" and (result.ok or result.status == 404):
+            self.ledger.done(name, request.url)
+        return result
+
+    def steps(self, steps: Iterable[Step], context: dict[str, Any]) -> Flow:
+        """Run journey steps in order, stopping at the first failure; returns StepResults."""
+        results: list[StepResult] = []
+        for step in steps:
+            try:
+                variables = render(step.with_, context)
+            except OperationError as exc:
+                failed = OperationResult(operation=step.operation, ok=False, reason="assertion",
+                                         message=f"step {step.label}: {exc}")
+                results.append(StepResult(step.label, failed))
+                break
+            started = time.monotonic()
+            deadline = started + step.within
+            attempts = 0
+            while True:
+                attempts += 1
+                result = yield from self.call(step.operation, variables, step.pages)
+                if not result.ok or step.until is None or _matches(step.until, result.body):
+                    break
+                if time.monotonic() >= deadline:
+                    result.fail("assertion", f"step {step.label}: {step.until} did not appear "
+                                f"within {step.within:g}s")
+                    break
+                yield Sleep(min(0.05 * attempts, 0.5))
+            if result.ok and step.expect is not None:
+                failure = evaluate_expect(step.expect, result.status, result.headers, result.body)
+                if failure:
+                    result.fail("assertion", f"step {step.label}: {failure}")
+            for var, name in step.save.items():
+                if result.ok and name not in result.values:
+                    result.fail("assertion", f"step {step.label}: the operation extracted no {name!r}")
+                elif result.ok:
+                    context[var] = result.values[name]
+            results.append(StepResult(step.label, result, attempts, time.monotonic() - started))
+            if not result.ok:
+                break
+        return results
+
+    def cleanup(self) -> Flow:
+        """Delete every record still in the ledger; returns the ledger's report."""
+        for (operation, _url), variables in list(self.ledger.pending.items()):
+            try:
+                result = yield from self.call(operation, variables)
+            except TransportError:
+                result = None
+            if result is None or not (result.ok or result.status == 404):
+                self.ledger.report.failed += 1
+        return self.ledger.report
+
+
+def _matches(path: str, body: bytes) -> bool:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return False
+    return bool(compile_jsonpath(path).find(document))
+
+
+def _request_kwargs(request: RenderedRequest) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"params": request.params or None, "headers": request.headers}
+    if request.json is not None:
+        kwargs["json"] = request.json
+    elif request.form is not None:
+        kwargs["data"] = request.form
+    return kwargs
+
+
+def _http_options(target: Target) -> dict[str, Any]:
+    verify: Any = target.tls.verify
+    if target.tls.ca_file and verify:
+        verify = ssl.create_default_context(cafile=target.tls.ca_file)
+    if target.tls.client_cert:
+        context = verify if isinstance(verify, ssl.SSLContext) else ssl.create_default_context()
+        if not target.tls.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        context.load_cert_chain(target.tls.client_cert, target.tls.client_key)
+        verify = context
+    return {"timeout": httpx.Timeout(target.timeout), "verify": verify, "trust_env": False,
+            "follow_redirects": False}
+
+
+class Client:
+    """Synchronous driver (CLI, demo, tests)."""
+
+    def __init__(self, loaded: LoadedConfig | None = None, *, target: Target | None = None,
+                 profile: Profile | None = None, http: httpx.Client | None = None) -> None:
+        target = target or (loaded.target if loaded else None)
+        profile = profile or (loaded.profile if loaded else None)
+        if target is None or profile is None:
+            raise ValueError("Client needs a LoadedConfig or a target and a profile")
+        self.session = Session(target, profile)
+        self.http = http or httpx.Client(**_http_options(target))
+
+    def run(self, flow: Flow) -> Any:
+        try:
+            item = next(flow)
+            while True:
+                if isinstance(item, Sleep):
+                    time.sleep(item.seconds)
+                    item = flow.send(None)
+                else:
+                    item = flow.send(self._send(item))
+        except StopIteration as stop:
+            return stop.value
+
+    def _send(self, request: RenderedRequest) -> Reply:
+        start = time.perf_counter()
+        try:
+            response = self.http.request(request.method, request.url, **_request_kwargs(request))
+        except httpx.HTTPError as exc:
+            raise translate_error(exc) from exc
+        return Reply(response.status_code, dict(response.headers), response.content,
+                     time.perf_counter() - start)
+
+    def call(self, operation: str, max_pages: int = 1, **variables: Any) -> OperationResult:
+        """Call an operation; transport and auth failures come back as a failed result."""
+        try:
+            return self.run(self.session.call(operation, variables, max_pages))  # type: ignore[no-any-return]
+        except TransportError as exc:
+            return OperationResult(operation=operation, ok=False, reason=exc.reason,
+                                   message=f"{operation}: {exc}")
+
+    def steps(self, steps: Iterable[Step], context: dict[str, Any] | None = None) -> list[StepResult]:
+        try:
+            return self.run(self.session.steps(steps, context if context is not None else {}))  # type: ignore[no-any-return]
+        except TransportError as exc:
+            return [StepResult("transport", OperationResult(operation="", ok=False,
+                                                            reason=exc.reason, message=str(exc)))]
+
+    def cleanup(self) -> CleanupReport:
+        return self.run(self.session.cleanup())  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """Asynchronous driver (the probes)."""
+
+    def __init__(self, loaded: LoadedConfig | None = None, *, target: Target | None = None,
+                 profile: Profile | None = None, http: httpx.AsyncClient | None = None) -> None:
+        target = target or (loaded.target if loaded else None)
+        profile = profile or (loaded.profile if loaded else None)
+        if target is None or profile is None:
+            raise ValueError("AsyncClient needs a LoadedConfig or a target and a profile")
+        self.session = Session(target, profile)
+        self.http = http or httpx.AsyncClient(**_http_options(target))
+
+    async def run(self, flow: Flow) -> Any:
+        try:
+            item = next(flow)
+            while True:
+                if isinstance(item, Sleep):
+                    await asyncio.sleep(item.seconds)
+                    item = flow.send(None)
+                else:
+                    item = flow.send(await self._send(item))
+        except StopIteration as stop:
+            return stop.value
+
+    async def _send(self, request: RenderedRequest) -> Reply:
+        start = time.perf_counter()
+        try:
+            response = await self.http.request(request.method, request.url,
+                                               **_request_kwargs(request))
+        except httpx.HTTPError as exc:
+            raise translate_error(exc) from exc
+        return Reply(response.status_code, dict(response.headers), response.content,
+                     time.perf_counter() - start)
+
+    async def call(self, operation: str, max_pages: int = 1, **variables: Any) -> OperationResult:
+        try:
+            return await self.run(self.session.call(operation, variables, max_pages))  # type: ignore[no-any-return]
+        except TransportError as exc:
+            return OperationResult(operation=operation, ok=False, reason=exc.reason,
+                                   message=f"{operation}: {exc}")
+
+    async def cleanup(self) -> CleanupReport:
+        return await self.run(self.session.cleanup())  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+

@@ -1,0 +1,371 @@
+"""The config model: one ``crmpulse.yaml`` describes one CRM deployment.
+
+Sections: ``target`` (where the CRM is, how to authenticate, TLS, safety limits),
+``profile`` (which operations file describes its API), ``slos``, ``probes`` and
+``loadtest``. Every consumer (probes, load tests, dashboards, alerts) reads this
+model; nothing re-types what it says.
+
+The model is strict: unknown keys, wrong types and bad units are errors, and all
+problems are reported together, each located by file, line and key path:
+
+    crmpulse.yaml:14 probes.checks[2].interval: expected a duration like "30s", got "fast"
+
+    config = load_config("crmpulse.yaml")      # raises ConfigError listing every problem
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ._exceptions import ConfigError, Problem
+from ._validate import validate_document
+from ._types import URL, Duration, Name, Percent, Ratio, Regex, Secret
+from ._yamlfile import KeyPath, LineMap, load_yaml
+from .profile import Profile, load_profile
+from .steps import Expect, Step
+
+__all__ = [
+    "Config",
+    "LoadedConfig",
+    "load_config",
+]
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# -- target --------------------------------------------------------------------------
+
+
+class NoAuth(Model):
+    type: Literal["none"]
+
+
+class BasicAuth(Model):
+    type: Literal["basic"]
+    username: str
+    password: Secret
+
+
+class BearerAuth(Model):
+    type: Literal["bearer"]
+    token: Secret
+
+
+class APIKeyAuth(Model):
+    type: Literal["api_key"]
+    header: str = "X-API-Key"
+    key: Secret
+
+
+class OAuth2ClientCredentials(Model):
+    type: Literal["oauth2_client_credentials"]
+    token_url: str | None = Field(
+        None, description="absolute, or relative to base_url; default: the profile's "
+        "authenticate operation")
+    client_id: str
+    client_secret: Secret
+    scope: str | None = None
+    refresh_before: Duration = Field(30.0, description="refresh this long before expiry")
+
+
+class OAuth2Password(Model):
+    type: Literal["oauth2_password"]
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    username: str
+    password: Secret
+    scope: str | None = None
+    refresh_before: Duration = 30.0
+
+
+Auth = Annotated[
+    NoAuth | BasicAuth | BearerAuth | APIKeyAuth | OAuth2ClientCredentials | OAuth2Password,
+    Field(discriminator="type"),
+]
+
+
+class TLS(Model):
+    verify: bool = True
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+
+
+class Safety(Model):
+    """Rails for load tests: a target must opt in, and is capped."""
+
+    allow_loadtest: bool = False
+    allowed_hosts: list[str] = Field(
+        ["127.0.0.1", "localhost", "::1"], description="hosts a load test may send to")
+    max_users: int = Field(50, ge=1)
+    max_rps: float = Field(200.0, gt=0)
+
+
+class Target(Model):
+    name: Name
+    base_url: URL
+    auth: Auth = NoAuth(type="none")
+    tls: TLS = TLS()
+    timeout: Duration = 10.0
+    headers: dict[str, str] = {}
+    variables: dict[str, Any] = Field(
+        {}, description="values operations may use, e.g. a known contact's id")
+    safety: Safety = Safety()
+
+
+# -- SLOs ------------------------------------------------------------------------------
+
+
+class SLO(Model):
+    name: Name
+    kind: Literal["availability", "latency", "sync_lag"]
+    objective: Percent
+    window: Duration = 30 * 86400.0
+    threshold: Duration | None = Field(None, description="latency and sync_lag SLOs")
+    checks: list[str] = Field([], description="checks this SLO covers (default: all)")
+    pairs: list[str] = Field([], description="sync pairs a sync_lag SLO covers (default: all)")
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _threshold_fits_kind(self) -> SLO:
+        if self.kind == "availability" and self.threshold is not None:
+            raise ValueError("an availability SLO has no threshold; remove it")
+        if self.kind != "availability" and self.threshold is None:
+            raise ValueError(f"a {self.kind} SLO needs a threshold like \"800ms\"")
+        return self
+
+
+# -- probes ----------------------------------------------------------------------------
+
+
+class RawRequest(Model):
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
+    path: str
+    headers: dict[str, str] = {}
+    body: str | None = None
+    auth: bool = True
+
+
+class _CheckBase(Model):
+    name: Name
+    interval: Duration = 30.0
+    timeout: Duration = 10.0
+    jitter: Ratio = 10.0
+
+
+class HTTPCheck(_CheckBase):
+    kind: Literal["http"]
+    operation: str | None = None
+    with_: dict[str, Any] = Field({}, alias="with")
+    request: RawRequest | None = None
+    expect: Expect = Expect()
+
+    @model_validator(mode="after")
+    def _one_request(self) -> HTTPCheck:
+        if (self.operation is None) == (self.request is None):
+            raise ValueError("give either operation or request")
+        return self
+
+
+class JourneyCheck(_CheckBase):
+    kind: Literal["journey"]
+    steps: list[Step] = Field(min_length=1)
+
+
+class TLSCheck(_CheckBase):
+    kind: Literal["tls"]
+    host: str | None = Field(None, description="default: the target's host")
+    port: int = Field(443, ge=1, le=65535)
+
+
+class ProtectionCheck(_CheckBase):
+    kind: Literal["protection"]
+    operation: str = "list_contacts"
+    with_: dict[str, Any] = Field({}, alias="with")
+    require_auth: bool = True
+    https_redirect: bool = False
+    hsts: bool = False
+    forbidden_patterns: list[Regex] = []
+
+
+Check = Annotated[HTTPCheck | JourneyCheck | TLSCheck | ProtectionCheck,
+                  Field(discriminator="kind")]
+
+
+class SyncPair(Model):
+    name: Name
+    mode: Literal["heartbeat", "canary", "webhook"]
+    write: Step
+    read: Step | None = None
+    interval: Duration = 30.0
+    sla: Duration = 60.0
+    sweep_after: Duration = 3600.0
+
+
+class Probes(Model):
+    listen: str = "127.0.0.1:9464"
+    concurrency: int = Field(16, ge=1, le=1024)
+    checks: list[Check] = []
+    sync: list[SyncPair] = []
+
+
+# -- load tests ------------------------------------------------------------------------
+
+
+class Gate(Model):
+    p50: Duration | None = None
+    p95: Duration | None = None
+    p99: Duration | None = None
+    error_ratio: Ratio | None = None
+    min_rps: float | None = Field(None, ge=0)
+
+
+class Gates(Model):
+    global_: Gate = Field(Gate(), alias="global")
+    operations: dict[str, Gate] = {}
+    journeys: dict[str, Gate] = {}
+
+
+class Stage(Model):
+    duration: Duration
+    users: int = Field(ge=0)
+    spawn_rate: float | None = Field(None, gt=0)
+    rps: float | None = Field(None, ge=0)
+
+
+class Shape(Model):
+    kind: Literal["ramp", "step", "spike", "soak", "peak_season"] = "ramp"
+    users: int = Field(10, ge=1)
+    duration: Duration = 60.0
+    spawn_rate: float = Field(5.0, gt=0)
+    rps: float | None = Field(None, gt=0, description="open model: target request rate")
+    stages: list[Stage] = []
+    csv: str | None = Field(None, description="historical hourly traffic to shape from")
+    multiple: float = Field(1.0, gt=0, description="peak as a multiple of normal traffic")
+
+
+class LoadTest(Model):
+    journeys: dict[str, int] = Field(
+        {"sales_rep": 5, "support_agent": 3, "marketing_import": 1, "integration_sync": 1,
+         "manager_reporting": 1})
+    shape: Shape = Shape()
+    gates: Gates = Gates()
+    abort_on_breach: bool = False
+    grace: Duration = 30.0
+    abort_error_ratio: Ratio = 50.0
+    honour_retry_after: bool = True
+
+
+class Config(Model):
+    version: Literal[1] = 1
+    target: Target
+    profile: str = "sandbox"
+    slos: list[SLO] = []
+    probes: Probes = Probes()
+    loadtest: LoadTest = LoadTest()
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config with its resolved profile and where it came from."""
+
+    config: Config
+    profile: Profile
+    path: Path
+
+    @property
+    def target(self) -> Target:
+        return self.config.target
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Read, resolve and validate ``path`` and its profile; raise ConfigError listing all problems."""
+    path = Path(path)
+    doc, problems = load_yaml(path)
+    if doc is None:
+        raise ConfigError(problems)
+    if not isinstance(doc.data, dict):
+        raise ConfigError([Problem(str(path), 1, "", "expected a mapping of sections "
+                                   "(target, profile, slos, probes, loadtest)")])
+    config, more = validate_document(Config, doc)
+    problems += more
+    if config is None:
+        raise ConfigError(problems)
+    profile: Profile | None = None
+    try:
+        profile = load_profile(config.profile, base_dir=path.parent)
+    except ConfigError as exc:
+        if any(p.message == "file not found" for p in exc.problems):
+            problems.append(doc.lines.problem(
+                ("profile",), f'expected a built-in profile (sandbox) or a profile file, '
+                f'got "{config.profile}" (not found)'))
+        else:
+            problems += exc.problems
+    if profile is not None:
+        problems += _cross_check(config, profile, doc.lines)
+    if problems or profile is None:
+        raise ConfigError(problems)
+    return LoadedConfig(config, profile, path)
+
+
+def _cross_check(config: Config, profile: Profile, lines: LineMap) -> list[Problem]:
+    """What a schema cannot see: names that must exist in the profile, unique names."""
+    problems: list[Problem] = []
+
+    def need_op(name: str, where: KeyPath) -> None:
+        if name not in profile.operations:
+            known = ", ".join(sorted(profile.operations))
+            problems.append(lines.problem(
+                where, f'expected an operation of profile {profile.name} ({known}), got "{name}"'))
+
+    def unique(items: list[Any], section: KeyPath) -> None:
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item.name in seen:
+                problems.append(lines.problem((*section, i, "name"),
+                                              f'name "{item.name}" is used twice'))
+            seen.add(item.name)
+
+    unique(config.slos, ("slos",))
+    unique(config.probes.checks, ("probes", "checks"))
+    unique(config.probes.sync, ("probes", "sync"))
+    for i, check in enumerate(config.probes.checks):
+        base: KeyPath = ("probes", "checks", i)
+        if isinstance(check, HTTPCheck | ProtectionCheck) and check.operation:
+            need_op(check.operation, (*base, "operation"))
+        if isinstance(check, JourneyCheck):
+            for j, step in enumerate(check.steps):
+                need_op(step.operation, (*base, "steps", j, "operation"))
+        if check.timeout > check.interval:
+            problems.append(lines.problem((*base, "timeout"),
+                                          "expected a timeout no longer than the interval"))
+    for i, pair in enumerate(config.probes.sync):
+        need_op(pair.write.operation, ("probes", "sync", i, "write", "operation"))
+        if pair.read:
+            need_op(pair.read.operation, ("probes", "sync", i, "read", "operation"))
+    check_names = {c.name for c in config.probes.checks}
+    pair_names = {p.name for p in config.probes.sync}
+    for i, slo in enumerate(config.slos):
+        for j, name in enumerate(slo.checks):
+            if name not in check_names:
+                problems.append(lines.problem(("slos", i, "checks", j),
+                                              f'expected the name of a check, got "{name}"'))
+        for j, name in enumerate(slo.pairs):
+            if name not in pair_names:
+                problems.append(lines.problem(("slos", i, "pairs", j),
+                                              f'expected the name of a sync pair, got "{name}"'))
+    for name in config.loadtest.gates.operations:
+        need_op(name, ("loadtest", "gates", "operations", name))
+    if config.target.variables:
+        used = {n for op in profile.operations.values() for n, _ in op.variables()}
+        for name in config.target.variables:
+            if name not in used and name not in profile.variables:
+                problems.append(lines.problem(("target", "variables", name),
+                                              f'no operation of profile {profile.name} uses "{name}"'))
+    return problems

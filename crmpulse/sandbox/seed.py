@@ -1,0 +1,69 @@
+"""Realistic, obviously synthetic CRM records for ``crmpulse sandbox --seed N``.
+
+Names look like a real customer base so journeys exercise realistic payload sizes
+and search terms, but every email and website lives under the reserved ``.example``
+domain, so seeded data can never be mistaken for (or mailed as) real customers.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+from typing import Any
+
+__all__ = ["seed"]
+
+FIRST = ["Ava", "Liam", "Mia", "Noah", "Emma", "Lucas", "Sofia", "Mateo", "Olivia", "Elijah",
+         "Amara", "Kenji", "Priya", "Tomasz", "Ingrid", "Diego", "Chloe", "Yusuf", "Hana", "Omar",
+         "Grace", "Leon", "Zara", "Felix", "Aisha", "Ravi", "Elena", "Jonas", "Nora", "Malik"]
+LAST = ["Smith", "Garcia", "Müller", "Kowalski", "Tanaka", "Okafor", "Rossi", "Dubois",
+        "Johansson", "Patel", "Nguyen", "Silva", "Cohen", "Kim", "Haddad", "Novak", "O'Brien",
+        "Fischer", "Lopez", "Andersen", "Ivanova", "Mensah", "Costa", "Brown", "Yilmaz"]
+COMPANY_A = ["Northwind", "Bluepeak", "Cedar", "Lumen", "Quarry", "Harbor", "Summit", "Vertex",
+             "Atlas", "Maple", "Orbit", "Pioneer", "Granite", "Silverline", "Evergreen", "Keystone"]
+COMPANY_B = ["Logistics", "Foods", "Analytics", "Health", "Retail", "Energy", "Capital",
+             "Labs", "Travel", "Manufacturing", "Media", "Security", "Software", "Outdoor"]
+INDUSTRIES = ["retail", "manufacturing", "healthcare", "finance", "software", "logistics",
+              "energy", "media", "travel", "education"]
+TITLES = ["Head of Procurement", "CFO", "IT Manager", "Operations Lead", "VP Sales",
+          "Office Manager", "Buyer", "CTO", "Marketing Director", "Account Payable Clerk"]
+COUNTRIES = ["US", "DE", "FR", "GB", "JP", "BR", "IN", "NG", "SE", "PL", "CA", "AU"]
+STAGES = ["prospecting", "qualification", "proposal", "negotiation", "closed_won", "closed_lost"]
+KINDS = ["call", "email", "meeting", "note", "task"]
+
+
+def _slug(text: str) -> str:
+    return "".join(c for c in text.lower().replace(" ", "-") if c.isalnum() or c == "-")
+
+
+def seed(store: Any, contacts: int, rng: random.Random | None = None) -> None:
+    """Insert ``contacts`` contacts plus proportional accounts, deals and activities."""
+    rng = rng or random.Random(1)
+    accounts = []
+    for i in range(max(1, contacts // 10)):
+        name = f"{rng.choice(COMPANY_A)} {rng.choice(COMPANY_B)}"
+        if i >= len(COMPANY_A) * len(COMPANY_B) // 2:
+            name += f" {i}"
+        accounts.append(store.insert("accounts", {
+            "name": name, "industry": rng.choice(INDUSTRIES),
+            "website": f"https://{_slug(name)}.example", "country": rng.choice(COUNTRIES)}))
+    for i in range(contacts):
+        first, last = rng.choice(FIRST), rng.choice(LAST)
+        account = rng.choice(accounts)
+        domain = account["website"].removeprefix("https://")
+        contact = store.insert("contacts", {
+            "first_name": first, "last_name": last,
+            "email": f"{_slug(first)}.{_slug(last)}{i}@{domain}",
+            "phone": f"+1-555-01{rng.randint(0, 99):02d}", "title": rng.choice(TITLES),
+            "account_id": account["id"], "tags": [], "custom": {},
+            "tax_id": f"9{rng.randint(0, 99):02d}-{rng.randint(70, 99)}-{rng.randint(0, 9999):04d}"})
+        if i % 3 == 0:
+            deal = store.insert("deals", {
+                "name": f"{account['name']} renewal", "amount": float(rng.randint(5, 500) * 100),
+                "currency": "USD", "stage": rng.choice(STAGES), "account_id": account["id"],
+                "contact_id": contact["id"], "tags": [],
+                "close_date": (date(2026, 1, 1) + timedelta(days=rng.randint(0, 364))).isoformat()})
+            store.insert("activities", {
+                "kind": rng.choice(KINDS), "subject": f"Follow-up on {deal['name']}",
+                "contact_id": contact["id"], "deal_id": deal["id"], "notes": "", "tags": [],
+                "occurred_at": f"2026-{rng.randint(1, 11):02d}-{rng.randint(1, 28):02d}T10:00:00Z"})

@@ -1,0 +1,194 @@
+"""The sandbox CRM's system of record: contacts, accounts, deals and activities in SQLite.
+
+Every write to a contact also appends to a change log (``changes``); the sync worker
+reads that log to feed the search index, the way a real CRM's search is fed by CDC.
+All access happens on the server's event-loop thread, so one connection suffices.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import sqlite3
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["Store", "now_iso"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, industry TEXT, website TEXT, country TEXT,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS contacts (
+    id TEXT PRIMARY KEY, first_name TEXT NOT NULL, last_name TEXT NOT NULL,
+    email TEXT NOT NULL, phone TEXT, title TEXT, account_id TEXT REFERENCES accounts(id),
+    tags TEXT NOT NULL DEFAULT '[]', custom TEXT NOT NULL DEFAULT '{}', tax_id TEXT,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS contacts_email ON contacts(email);
+CREATE INDEX IF NOT EXISTS contacts_account ON contacts(account_id);
+CREATE INDEX IF NOT EXISTS contacts_updated ON contacts(updated_at);
+CREATE TABLE IF NOT EXISTS deals (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, amount REAL NOT NULL, currency TEXT NOT NULL,
+    stage TEXT NOT NULL, account_id TEXT REFERENCES accounts(id), contact_id TEXT,
+    close_date TEXT, tags TEXT NOT NULL DEFAULT '[]',
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS deals_account ON deals(account_id);
+CREATE TABLE IF NOT EXISTS activities (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL, contact_id TEXT,
+    deal_id TEXT, notes TEXT, tags TEXT NOT NULL DEFAULT '[]', occurred_at TEXT NOT NULL,
+    created_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS activities_contact ON activities(contact_id);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, entity TEXT NOT NULL, entity_id TEXT NOT NULL,
+    op TEXT NOT NULL, at REAL NOT NULL);
+"""
+
+TABLES = {"contacts": "con", "accounts": "acc", "deals": "deal", "activities": "act"}
+_JSON_COLUMNS = {"tags", "custom"}
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def encode_cursor(rowid: int) -> str:
+    return base64.urlsafe_b64encode(str(rowid).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int | None:
+    try:
+        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+class Store:
+    """SQLite-backed records; ``path`` is a file or ``:memory:``."""
+
+    def __init__(self, path: str = ":memory:") -> None:
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        if path != ":memory:":
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- generic record access -------------------------------------------------------
+
+    def get(self, table: str, record_id: str) -> dict[str, Any] | None:
+        row = self.db.execute(f"SELECT * FROM {table} WHERE id = ?", (record_id,)).fetchone()
+        return _row(row) if row else None
+
+    def insert(self, table: str, values: dict[str, Any]) -> dict[str, Any]:
+        record = dict(values)
+        record["id"] = f"{TABLES[table]}_{secrets.token_hex(8)}"
+        stamp = now_iso()
+        record["created_at"] = stamp
+        if table != "activities":
+            record["updated_at"] = stamp
+        cols = list(record)
+        self.db.execute(
+            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            [_col(c, record[c]) for c in cols])
+        self._changed(table, record["id"], "created")
+        return self.get(table, record["id"]) or record
+
+    def update(self, table: str, record_id: str, values: dict[str, Any]) -> dict[str, Any] | None:
+        if self.get(table, record_id) is None:
+            return None
+        values = dict(values)
+        values["updated_at"] = now_iso()
+        sets = ", ".join(f"{c} = ?" for c in values)
+        self.db.execute(f"UPDATE {table} SET {sets} WHERE id = ?",
+                        [*(_col(c, v) for c, v in values.items()), record_id])
+        self._changed(table, record_id, "updated")
+        return self.get(table, record_id)
+
+    def delete(self, table: str, record_id: str) -> bool:
+        cursor = self.db.execute(f"DELETE FROM {table} WHERE id = ?", (record_id,))
+        if cursor.rowcount:
+            self._changed(table, record_id, "deleted")
+        return bool(cursor.rowcount)
+
+    def list(self, table: str, filters: dict[str, Any], limit: int,
+             after: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+        """Keyset pagination by rowid: returns the page and the last rowid if more follow."""
+        where, args = [], []
+        for key, value in filters.items():
+            if key == "updated_since":
+                where.append("updated_at >= ?")
+            elif key == "tag":
+                where.append("EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?)")
+            elif key == "email_prefix":
+                where.append("email LIKE ? ESCAPE '\\'")
+                value = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            else:
+                where.append(f"{key} = ?")
+            args.append(value)
+        if after is not None:
+            where.append("rowid > ?")
+            args.append(after)
+        sql = f"SELECT rowid AS _rowid, * FROM {table}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY rowid LIMIT ?"
+        rows = self.db.execute(sql, [*args, limit + 1]).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        last = rows[-1]["_rowid"] if more and rows else None
+        return [_row(r) for r in rows], last
+
+    def page(self, table: str, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+        total = self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        rows = self.db.execute(f"SELECT * FROM {table} ORDER BY rowid LIMIT ? OFFSET ?",
+                               (per_page, (page - 1) * per_page)).fetchall()
+        return [_row(r) for r in rows], total
+
+    def count(self, table: str) -> int:
+        return int(self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+    def pipeline(self) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT stage, COUNT(*) AS deals, SUM(amount) AS amount, AVG(amount) AS average "
+            "FROM deals GROUP BY stage ORDER BY stage").fetchall()
+        return [dict(r) for r in rows]
+
+    def activity_summary(self) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT kind, COUNT(*) AS activities, COUNT(DISTINCT contact_id) AS contacts "
+            "FROM activities GROUP BY kind ORDER BY kind").fetchall()
+        return [dict(r) for r in rows]
+
+    # -- change log for the sync worker ------------------------------------------------
+
+    def _changed(self, table: str, record_id: str, op: str) -> None:
+        if table == "contacts":
+            self.db.execute("INSERT INTO changes (entity, entity_id, op, at) VALUES (?, ?, ?, ?)",
+                            (table, record_id, op, time.time()))
+
+    def changes_after(self, seq: int, limit: int = 500) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT seq, entity, entity_id, op, at FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit)).fetchall()
+
+    def last_change(self) -> int:
+        return int(self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
+
+    def trim_changes(self, upto: int) -> None:
+        self.db.execute("DELETE FROM changes WHERE seq <= ?", (upto,))
+
+
+def _col(name: str, value: Any) -> Any:
+    return json.dumps(value) if name in _JSON_COLUMNS else value
+
+
+def _row(row: sqlite3.Row) -> dict[str, Any]:
+    record = {k: row[k] for k in row.keys() if k != "_rowid"}  # noqa: SIM118
+    for key in _JSON_COLUMNS & record.keys():
+        record[key] = json.loads(record[key]) if record[key] else ([] if key == "tags" else {})
+    return record

@@ -1,0 +1,110 @@
+"""The ``{{ name }}`` templates that profile operations are written in.
+
+A string that is exactly one placeholder keeps the variable's type (so ``limit:
+"{{ page_size }}"`` sends a number); placeholders inside a longer string are
+interpolated as text. ``{{ name? }}`` marks an optional variable: a mapping entry
+whose value renders to a missing optional variable is dropped, so one template can
+serve calls with and without, say, an account id.
+
+Built-in variables, computed only when referenced:
+``unique`` (12 random hex characters, fresh each render), ``now`` (UTC ISO 8601 with
+milliseconds), ``now_unix`` (seconds as a float).
+
+    >>> render({"path": "/contacts/{{ id }}", "limit": "{{ n }}"}, {"id": "c1", "n": 5})
+    {'path': '/contacts/c1', 'limit': 5}
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from ._exceptions import OperationError
+
+__all__ = ["MISSING", "placeholders", "render"]
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)(\?)?\s*\}\}")
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+_BUILTINS = {
+    "unique": lambda: secrets.token_hex(6),
+    "now": lambda: datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    "now_unix": time.time,
+}
+
+
+def placeholders(template: Any) -> set[tuple[str, bool]]:
+    """Every ``(name, optional)`` a template refers to (for checking profiles up front)."""
+    found: set[tuple[str, bool]] = set()
+    if isinstance(template, str):
+        found.update((m.group(1), bool(m.group(2))) for m in _PLACEHOLDER.finditer(template))
+    elif isinstance(template, Mapping):
+        for value in template.values():
+            found |= placeholders(value)
+    elif isinstance(template, list):
+        for value in template:
+            found |= placeholders(value)
+    return found
+
+
+def render(template: Any, variables: Mapping[str, Any]) -> Any:
+    """Render a template tree; raise OperationError naming a missing required variable."""
+    if isinstance(template, str):
+        return _render_str(template, variables)
+    if isinstance(template, Mapping):
+        out = {}
+        for key, value in template.items():
+            rendered = render(value, variables)
+            if rendered is not MISSING:
+                out[key] = rendered
+        return out
+    if isinstance(template, list):
+        return [v for v in (render(t, variables) for t in template) if v is not MISSING]
+    return template
+
+
+def _lookup(name: str, optional: bool, variables: Mapping[str, Any]) -> Any:
+    head, _, rest = name.partition(".")
+    if head in variables:
+        value = variables[head]
+    elif head in _BUILTINS:
+        value = _BUILTINS[head]()
+    elif optional:
+        return MISSING
+    else:
+        raise OperationError(f"needs variable {head!r}, which is not set")
+    for part in rest.split(".") if rest else ():
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        elif optional:
+            return MISSING
+        else:
+            raise OperationError(f"variable {name!r} has no field {part!r}")
+    if value is None and optional:
+        return MISSING
+    return value
+
+
+def _render_str(template: str, variables: Mapping[str, Any]) -> Any:
+    if "{{" not in template:
+        return template
+    whole = _PLACEHOLDER.fullmatch(template.strip())
+    if whole:
+        return _lookup(whole.group(1), bool(whole.group(2)), variables)
+
+    def substitute(match: re.Match[str]) -> str:
+        value = _lookup(match.group(1), bool(match.group(2)), variables)
+        return "" if value is MISSING else str(value)
+
+    return _PLACEHOLDER.sub(substitute, template)
