@@ -46,6 +46,8 @@ def validate_document(model: type[M], doc: YamlDocument) -> tuple[M | None, list
         problems = []
         for error in exc.errors(include_url=False):
             path = _user_path(doc.data, error["loc"])
+            if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                path = (*path, str((error.get("ctx") or {}).get("discriminator", "kind")).strip("'"))
             if any(path[: len(p)] == p for p in doc.unresolved):
                 continue  # the failed reference was already reported
             problems.append(doc.lines.problem(path, _message(model, doc, path, error)))
@@ -100,10 +102,9 @@ def _message(model: type[BaseModel], doc: YamlDocument, path: KeyPath, error: An
             message = message.split(", got")[0] + f", got {found}"
         return message
     if kind == "union_tag_invalid":
-        return (f"expected {ctx.get('discriminator', 'kind').strip(chr(39))} to be one of "
-                f"{ctx.get('expected_tags')}, got {_show(ctx.get('tag'))}")
+        return f"expected one of {ctx.get('expected_tags')}, got {_show(ctx.get('tag'))}"
     if kind == "union_tag_not_found":
-        return f"required key {ctx.get('discriminator', 'kind')} is missing"
+        return "required key is missing"
     if kind == "literal_error":
         return f"expected one of {ctx.get('expected')}, got {found}"
     if kind in _EXPECTED:

@@ -94,6 +94,51 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(seed=args.seed, sync_lag_ms=args.sync_lag * 1000)
 
 
+def cmd_smoke(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .demo import run_smoke
+
+    return run_smoke(load_config(args.config))
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    import json
+
+    import yaml
+
+    from .client import Client
+    from .config import load_config
+
+    loaded = load_config(args.config)
+    if args.operation not in loaded.profile.operations:
+        print(f"crmpulse: profile {loaded.profile.name} has no operation {args.operation!r} "
+              f"(it has: {', '.join(sorted(loaded.profile.operations))})", file=sys.stderr)
+        return EXIT_USAGE
+    variables = {}
+    for pair in args.variables:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            print(f"crmpulse: expected NAME=VALUE, got {pair!r}", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            variables[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            variables[key] = value
+    with Client(loaded) as crm:
+        result = crm.call(args.operation, max_pages=args.pages, **variables)
+        report = crm.cleanup() if not args.keep else None
+    status = result.status or "-"
+    print(f"{args.operation}: {'ok' if result.ok else 'FAILED'} status {status} "
+          f"in {result.elapsed * 1000:.1f} ms" + (f" ({result.pages} pages)" if result.pages > 1 else ""))
+    if not result.ok:
+        print(f"  {result.message or result.reason}")
+    if result.values:
+        print(json.dumps(result.values, indent=2, default=str))
+    if report and report.created:
+        print(f"Deleted the {report.deleted} record(s) this call created (use --keep to keep them).")
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crmpulse", formatter_class=_Formatter,
@@ -135,6 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("check-config", "validate a config file and its profile without running anything",
              cmd_check_config)
     _config_arg(p, positional=True)
+
+    p = verb("smoke", "run every operation of the config's profile once against its target, "
+             "then delete what was created", cmd_smoke)
+    _config_arg(p)
+
+    p = verb("call", "call one profile operation against the config's target and show the result",
+             cmd_call)
+    _config_arg(p)
+    p.add_argument("operation", help="operation name, e.g. get_contact")
+    p.add_argument("variables", nargs="*", metavar="NAME=VALUE", help="template variables")
+    p.add_argument("--pages", type=int, default=1, help="pages to follow when it paginates")
+    p.add_argument("--keep", action="store_true", help="keep records the call created")
 
     p = verb("init", "write a commented starter crmpulse.yaml for the sandbox", cmd_init)
     p.add_argument("path", nargs="?", default="crmpulse.yaml", help="where to write it")

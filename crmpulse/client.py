@@ -22,6 +22,7 @@ import time
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -104,8 +105,20 @@ class Ledger:
             self.report.deleted += 1
 
 
-def translate_error(exc: httpx.HTTPError) -> TransportError:
-    """Map an httpx error to a TransportError with a bounded reason label."""
+def translate_error(exc: httpx.HTTPError, url: str = "") -> TransportError:
+    """Map an httpx error to a TransportError with a bounded reason label.
+
+    The message names the origin (scheme, host, port) but never the path, which may
+    hold record ids.
+    """
+    parts = urlsplit(url)
+    origin = f" ({parts.scheme}://{parts.netloc})" if parts.netloc else ""
+    error = _translate(exc)
+    error.args = (f"{error.args[0]}{origin}",)
+    return error
+
+
+def _translate(exc: httpx.HTTPError) -> TransportError:
     if isinstance(exc, httpx.TimeoutException):
         return TransportError("timed out", "timeout")
     cause: BaseException | None = exc
@@ -220,7 +233,11 @@ class Session:
             attempts = 0
             while True:
                 attempts += 1
-                result = yield from self.call(step.operation, variables, step.pages)
+                try:
+                    result = yield from self.call(step.operation, variables, step.pages)
+                except TransportError as exc:
+                    result = OperationResult(operation=step.operation, ok=False,
+                                             reason=exc.reason, message=f"{step.label}: {exc}")
                 if not result.ok or step.until is None or _matches(step.until, result.body):
                     break
                 if time.monotonic() >= deadline:
@@ -305,8 +322,13 @@ class Client:
                 if isinstance(item, Sleep):
                     time.sleep(item.seconds)
                     item = flow.send(None)
+                    continue
+                try:
+                    reply = self._send(item)
+                except TransportError as exc:
+                    item = flow.throw(exc)
                 else:
-                    item = flow.send(self._send(item))
+                    item = flow.send(reply)
         except StopIteration as stop:
             return stop.value
 
@@ -315,7 +337,7 @@ class Client:
         try:
             response = self.http.request(request.method, request.url, **_request_kwargs(request))
         except httpx.HTTPError as exc:
-            raise translate_error(exc) from exc
+            raise translate_error(exc, request.url) from exc
         return Reply(response.status_code, dict(response.headers), response.content,
                      time.perf_counter() - start)
 
@@ -328,11 +350,7 @@ class Client:
                                    message=f"{operation}: {exc}")
 
     def steps(self, steps: Iterable[Step], context: dict[str, Any] | None = None) -> list[StepResult]:
-        try:
-            return self.run(self.session.steps(steps, context if context is not None else {}))  # type: ignore[no-any-return]
-        except TransportError as exc:
-            return [StepResult("transport", OperationResult(operation="", ok=False,
-                                                            reason=exc.reason, message=str(exc)))]
+        return self.run(self.session.steps(steps, context if context is not None else {}))  # type: ignore[no-any-return]
 
     def cleanup(self) -> CleanupReport:
         return self.run(self.session.cleanup())  # type: ignore[no-any-return]
@@ -366,8 +384,13 @@ class AsyncClient:
                 if isinstance(item, Sleep):
                     await asyncio.sleep(item.seconds)
                     item = flow.send(None)
+                    continue
+                try:
+                    reply = await self._send(item)
+                except TransportError as exc:
+                    item = flow.throw(exc)
                 else:
-                    item = flow.send(await self._send(item))
+                    item = flow.send(reply)
         except StopIteration as stop:
             return stop.value
 
@@ -377,7 +400,7 @@ class AsyncClient:
             response = await self.http.request(request.method, request.url,
                                                **_request_kwargs(request))
         except httpx.HTTPError as exc:
-            raise translate_error(exc) from exc
+            raise translate_error(exc, request.url) from exc
         return Reply(response.status_code, dict(response.headers), response.content,
                      time.perf_counter() - start)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ._exceptions import ConfigError, Problem
 from ._validate import validate_document
@@ -127,18 +127,21 @@ class SLO(Model):
     kind: Literal["availability", "latency", "sync_lag"]
     objective: Percent
     window: Duration = 30 * 86400.0
-    threshold: Duration | None = Field(None, description="latency and sync_lag SLOs")
+    threshold: Duration | None = Field(None, validate_default=True,
+                                       description="latency and sync_lag SLOs")
     checks: list[str] = Field([], description="checks this SLO covers (default: all)")
     pairs: list[str] = Field([], description="sync pairs a sync_lag SLO covers (default: all)")
     description: str = ""
 
-    @model_validator(mode="after")
-    def _threshold_fits_kind(self) -> SLO:
-        if self.kind == "availability" and self.threshold is not None:
+    @field_validator("threshold", mode="after")
+    @classmethod
+    def _threshold_fits_kind(cls, value: float | None, info: ValidationInfo) -> float | None:
+        kind = info.data.get("kind")
+        if kind == "availability" and value is not None:
             raise ValueError("an availability SLO has no threshold; remove it")
-        if self.kind != "availability" and self.threshold is None:
-            raise ValueError(f"a {self.kind} SLO needs a threshold like \"800ms\"")
-        return self
+        if kind in ("latency", "sync_lag") and value is None:
+            raise ValueError(f'a {kind} SLO needs a threshold like "800ms"')
+        return value
 
 
 # -- probes ----------------------------------------------------------------------------

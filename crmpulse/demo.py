@@ -17,7 +17,7 @@ from .client import Client, StepResult
 from .config import Config, LoadedConfig, OAuth2ClientCredentials, Target
 from .profile import load_profile
 
-__all__ = ["run_demo", "sandbox_config"]
+__all__ = ["format_table", "run_demo", "run_smoke", "sandbox_config"]
 
 
 def sandbox_config(base_url: str) -> LoadedConfig:
@@ -48,26 +48,35 @@ def format_table(results: list[StepResult]) -> str:
     return "\n".join(lines)
 
 
+def run_smoke(loaded: LoadedConfig, out: TextIO = sys.stdout) -> int:
+    """Run the profile's smoke steps against the config's target, then clean up.
+
+    Returns 0 when every step succeeded and nothing created was left behind.
+    """
+    with Client(loaded) as crm:
+        print(f"Running each operation of profile '{loaded.profile.name}' once against "
+              f"{loaded.target.base_url} ...\n", file=out)
+        results = crm.steps(loaded.profile.smoke, {})
+        report = crm.cleanup()
+    print(format_table(results), file=out)
+    failed = [r for r in results if not r.result.ok]
+    ran = {r.result.operation for r in results}
+    skipped = sorted(set(loaded.profile.operations) - ran)
+    print(f"\n{len(results) - len(failed)} of {len(loaded.profile.smoke)} steps succeeded; "
+          f"records created {report.created}, deleted {report.deleted}, left {report.left}.",
+          file=out)
+    if skipped:
+        print(f"Operations not run: {', '.join(skipped)}", file=out)
+    complete = not failed and len(results) == len(loaded.profile.smoke)
+    return 0 if complete and report.left == 0 else 1
+
+
 def run_demo(seed: int = 200, sync_lag_ms: float = 500.0, out: TextIO = sys.stdout) -> int:
-    """Run the demo; return the exit code (0 when every operation succeeded and nothing is left)."""
+    """Start a sandbox on a free loopback port and run the smoke steps against it."""
     from .sandbox import SandboxServer, SandboxSettings
 
     print(f"Starting the sandbox CRM ({seed} seeded contacts, search sync lag "
           f"{sync_lag_ms:g} ms) ...", file=out)
     with SandboxServer(SandboxSettings(seed=seed, sync_lag_ms=sync_lag_ms)) as sandbox:
         print(f"Sandbox CRM listening on {sandbox.url}", file=out)
-        loaded = sandbox_config(sandbox.url)
-        with Client(loaded) as crm:
-            print(f"Running each operation of profile '{loaded.profile.name}' once ...\n", file=out)
-            results = crm.steps(loaded.profile.smoke, {})
-            report = crm.cleanup()
-        print(format_table(results), file=out)
-        failed = [r for r in results if not r.result.ok]
-        ran = {r.result.operation for r in results}
-        skipped = sorted(set(loaded.profile.operations) - ran)
-        print(f"\n{len(results) - len(failed)} of {len(loaded.profile.smoke)} steps succeeded; "
-              f"records created {report.created}, deleted {report.deleted}, left {report.left}.",
-              file=out)
-        if skipped:
-            print(f"Not run (a step failed first): {', '.join(skipped)}", file=out)
-    return 0 if not failed and len(results) == len(loaded.profile.smoke) and report.left == 0 else 1
+        return run_smoke(sandbox_config(sandbox.url), out)
