@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from jsonpath_ng import JSONPath
 from jsonpath_ng.ext import parse as _jsonpath_parse
-from pydantic import AfterValidator, BeforeValidator, SecretStr
+from pydantic import AfterValidator, BeforeValidator, SecretStr, ValidationInfo
 
 from ._yamlfile import SecretValue
 from .units import parse_bytes, parse_duration, parse_percent
@@ -80,7 +80,16 @@ def _check_url(value: str) -> str:
     return value.rstrip("/")
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+def _duration(value: object, info: ValidationInfo) -> object:
+    # From Python, a number is seconds; in a YAML file a bare number is ambiguous
+    # (seconds? milliseconds?) and refused, so a unit is always written.
+    if isinstance(value, int | float) and not isinstance(value, bool) and not (
+            info.context and info.context.get("source") == "yaml"):
+        return float(value)
+    return parse_duration(value)
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
 Percent = Annotated[float, BeforeValidator(parse_percent)]
 Ratio = Annotated[float, BeforeValidator(_ratio)]
 Bytes = Annotated[int, BeforeValidator(parse_bytes)]

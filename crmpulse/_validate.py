@@ -41,7 +41,7 @@ _EXPECTED = {
 def validate_document(model: type[M], doc: YamlDocument) -> tuple[M | None, list[Problem]]:
     """Validate ``doc.data`` against ``model``; return the instance or the problems."""
     try:
-        return model.model_validate(doc.data), []
+        return model.model_validate(doc.data, context={"source": "yaml"}), []
     except pydantic.ValidationError as exc:
         problems = []
         for error in exc.errors(include_url=False):

@@ -108,6 +108,8 @@ def parse_yaml(text: str, name: str, base_dir: Path) -> tuple[YamlDocument | Non
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
         what = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.problem and exc.context_mark:
+            what = f"{exc.context} (line {exc.context_mark.line + 1}): {exc.problem}"
         return None, [Problem(name, line, "", f"invalid YAML: {what}")]
     except yaml.YAMLError as exc:
         return None, [Problem(name, 0, "", f"invalid YAML: {exc}")]

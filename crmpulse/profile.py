@@ -307,11 +307,13 @@ def load_profile(ref: str, base_dir: Path | None = None) -> Profile:
         raise ConfigError(problems)
     profile, more = validate_document(Profile, doc)
     problems += more
-    if profile is not None:
+    declared = doc.data.get("operations") if isinstance(doc.data, dict) else None
+    if isinstance(declared, dict):
         for name in REQUIRED_OPERATIONS:
-            if name not in profile.operations:
+            if name not in declared:
                 problems.append(doc.lines.problem(("operations",),
                                                   f"required operation {name} is missing"))
+    if profile is not None:
         for name, op in profile.operations.items():
             if op.cleanup and op.cleanup.operation not in profile.operations:
                 problems.append(doc.lines.problem(

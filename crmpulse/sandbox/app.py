@@ -573,7 +573,7 @@ def create_app(settings: SandboxSettings | None = None) -> Starlette:
             return problem
         ttl = payload.get("token_ttl_s") if isinstance(payload, dict) else None
         if not isinstance(payload, dict) or set(payload) != {"token_ttl_s"} or not (
-                isinstance(ttl, int | float) and not isinstance(ttl, bool) and 0 < ttl <= 86400):
+                isinstance(ttl, int | float) and not isinstance(ttl, bool) and 0 <= ttl <= 86400):
             return _invalid([{"loc": ["body", "token_ttl_s"], "msg": "expected seconds, 0 to 86400"}])
         sb.settings.token_ttl = float(ttl)
         return JSONResponse({"token_ttl_s": sb.settings.token_ttl})
