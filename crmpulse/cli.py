@@ -61,7 +61,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     starter = (Path(__file__).parent / "starter.yaml").read_text(encoding="utf-8")
     target.write_text(starter, encoding="utf-8")
     print(f"Wrote {target}. Next:\n"
-          f"  crmpulse sandbox &                            # the sandbox CRM on 127.0.0.1:{DEFAULT_SANDBOX_PORT}\n"
+          f"  crmpulse sandbox &                            "
+          f"# the sandbox CRM on 127.0.0.1:{DEFAULT_SANDBOX_PORT}\n"
           f"  export CRMPULSE_CLIENT_SECRET=sandbox-secret  # the sandbox's public test secret\n"
           f"  crmpulse check-config {target}")
     return EXIT_OK

@@ -20,7 +20,7 @@ import socket
 import ssl
 import time
 from collections.abc import Generator, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -344,16 +344,16 @@ class Client:
     def call(self, operation: str, max_pages: int = 1, **variables: Any) -> OperationResult:
         """Call an operation; transport and auth failures come back as a failed result."""
         try:
-            return self.run(self.session.call(operation, variables, max_pages))  # type: ignore[no-any-return]
+            return self.run(self.session.call(operation, variables, max_pages))
         except TransportError as exc:
             return OperationResult(operation=operation, ok=False, reason=exc.reason,
                                    message=f"{operation}: {exc}")
 
     def steps(self, steps: Iterable[Step], context: dict[str, Any] | None = None) -> list[StepResult]:
-        return self.run(self.session.steps(steps, context if context is not None else {}))  # type: ignore[no-any-return]
+        return self.run(self.session.steps(steps, context if context is not None else {}))
 
     def cleanup(self) -> CleanupReport:
-        return self.run(self.session.cleanup())  # type: ignore[no-any-return]
+        return self.run(self.session.cleanup())
 
     def close(self) -> None:
         self.http.close()
@@ -406,13 +406,13 @@ class AsyncClient:
 
     async def call(self, operation: str, max_pages: int = 1, **variables: Any) -> OperationResult:
         try:
-            return await self.run(self.session.call(operation, variables, max_pages))  # type: ignore[no-any-return]
+            return await self.run(self.session.call(operation, variables, max_pages))
         except TransportError as exc:
             return OperationResult(operation=operation, ok=False, reason=exc.reason,
                                    message=f"{operation}: {exc}")
 
     async def cleanup(self) -> CleanupReport:
-        return await self.run(self.session.cleanup())  # type: ignore[no-any-return]
+        return await self.run(self.session.cleanup())
 
     async def aclose(self) -> None:
         await self.http.aclose()

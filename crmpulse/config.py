@@ -22,8 +22,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ._exceptions import ConfigError, Problem
-from ._validate import validate_document
 from ._types import URL, Duration, Name, Percent, Ratio, Regex, Secret
+from ._validate import validate_document
 from ._yamlfile import KeyPath, LineMap, load_yaml
 from .profile import Profile, load_profile
 from .steps import Expect, Step

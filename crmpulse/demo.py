@@ -26,7 +26,7 @@ def sandbox_config(base_url: str) -> LoadedConfig:
         name="sandbox", base_url=base_url,
         auth=OAuth2ClientCredentials(
             type="oauth2_client_credentials", client_id="crmpulse",
-            client_secret=SecretValue("sandbox-secret", "<sandbox test secret>")))  # type: ignore[arg-type]
+            client_secret=SecretValue("sandbox-secret", "<sandbox test secret>")))
     return LoadedConfig(Config(target=target), load_profile("sandbox"), Path("<demo>"))
 
 

@@ -165,7 +165,8 @@ class Operation(_Model):
             except ValueError:
                 result.ok = False
                 result.reason = "assertion"
-                result.message = f"{self.name}: expected a JSON body, got {len(body)} bytes of other content"
+                result.message = (f"{self.name}: expected a JSON body, "
+                                  f"got {len(body)} bytes of other content")
                 return result
         lower_headers = {k.lower(): v for k, v in headers.items()}
         for name, extractor in self.extract.items():
@@ -176,7 +177,8 @@ class Operation(_Model):
             elif extractor.startswith("header:"):
                 value = lower_headers.get(extractor[7:].strip().lower())
                 if value is None:
-                    return result.fail("assertion", f"{self.name}: expected header {extractor[7:]}, none sent")
+                    return result.fail("assertion",
+                                       f"{self.name}: expected header {extractor[7:]}, none sent")
                 result.values[name] = value
             else:
                 # A value that is absent is simply not extracted (an empty search is a

@@ -42,7 +42,8 @@ def format_duration(seconds: float) -> str:
     """Inverse of :func:`parse_duration` for display: 90.0 -> "1m30s", 0.25 -> "250ms"."""
     if seconds < 1 and seconds != 0:
         return f"{round(seconds * 1000)}ms"
-    out, rest = [], seconds
+    out: list[str] = []
+    rest = seconds
     for unit in ("d", "h", "m", "s"):
         size = _DURATION_UNITS[unit]
         if rest >= size or (unit == "s" and not out):

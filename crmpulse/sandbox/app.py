@@ -100,7 +100,7 @@ class Sandbox:
     def _all(self, table: str) -> list[dict[str, Any]]:
         out, after = [], None
         while True:
-            page, after = self.store.list(table, {}, 1000, after)
+            page, after = self.store.select(table, {}, 1000, after)
             out += page
             if after is None:
                 return out
@@ -128,10 +128,10 @@ class Sandbox:
                     return {"sub": user, "via": "personal_token"}
             return None
         if scheme.lower() == "basic" and value:
-            user, password = _basic(value)
-            expected = self.settings.users.get(user or "")
+            username, password = _basic(value)
+            expected = self.settings.users.get(username or "")
             if expected is not None and hmac.compare_digest(expected, password or ""):
-                return {"sub": user, "via": "basic"}
+                return {"sub": username, "via": "basic"}
             return None
         key = request.headers.get("x-api-key")
         if key:
@@ -143,7 +143,7 @@ class Sandbox:
     def is_admin(self, request: Request) -> bool:
         given = request.headers.get("x-admin-token", "")
         if not given:
-            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            given = request.headers.get("authorization", "").partition(" ")[2]
         return bool(given) and hmac.compare_digest(given, self.settings.admin_token)
 
     # -- records and their side effects ------------------------------------------------
@@ -437,7 +437,7 @@ def create_app(settings: SandboxSettings | None = None) -> Starlette:
             unknown = set(request.query_params) - {*filters, "limit", "cursor"}
             if unknown:
                 return _invalid([{"loc": ["query", k], "msg": "unknown filter"} for k in sorted(unknown)])
-            rows, last = sb.store.list(table, chosen, limit, after)
+            rows, last = sb.store.select(table, chosen, limit, after)
             return JSONResponse({"data": [sb.public(table, r) for r in rows],
                                  "next_cursor": encode_cursor(last) if last else None})
         return handler
@@ -525,9 +525,9 @@ def create_app(settings: SandboxSettings | None = None) -> Starlette:
         for key in set(payload) - {"url", "events", "secret"}:
             errors.append({"loc": ["body", key], "msg": "unknown field"})
         url = payload.get("url")
-        if not isinstance(url, str) or (url_error := loopback_url_error(url)):
-            errors.append({"loc": ["body", "url"],
-                           "msg": url_error if isinstance(url, str) else "expected a URL"})
+        url_error = loopback_url_error(url) if isinstance(url, str) else "expected a URL"
+        if url_error:
+            errors.append({"loc": ["body", "url"], "msg": url_error})
         events = payload.get("events", [])
         if not isinstance(events, list) or any(e not in EVENT_TYPES for e in events):
             errors.append({"loc": ["body", "events"], "msg": f"expected a list of {EVENT_TYPES}"})

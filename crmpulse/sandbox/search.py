@@ -39,12 +39,13 @@ class SearchIndex:
         self.terms: dict[str, set[str]] = {}
 
     def upsert(self, record: dict[str, Any]) -> None:
-        self.remove(record["id"])
+        doc_id: str = record["id"]
+        self.remove(doc_id)
         doc = {k: record.get(k) for k in SEARCH_FIELDS}
         doc["indexed_at"] = time.time()
-        self.docs[doc["id"]] = doc
+        self.docs[doc_id] = doc
         for term in self._doc_terms(doc):
-            self.terms.setdefault(term, set()).add(doc["id"])
+            self.terms.setdefault(term, set()).add(doc_id)
 
     def remove(self, doc_id: str) -> None:
         doc = self.docs.pop(doc_id, None)

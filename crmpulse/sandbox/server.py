@@ -40,7 +40,7 @@ class SandboxServer:
         self.sock = bind(host, port)
         self.host = host
         self.port = self.sock.getsockname()[1]
-        options = {"log_level": "warning", "access_log": False, "lifespan": "on"}
+        options: dict[str, Any] = {"log_level": "warning", "access_log": False, "lifespan": "on"}
         options.update(uvicorn_options)
         self.server = uvicorn.Server(uvicorn.Config(self.app, **options))
         self._thread: threading.Thread | None = None

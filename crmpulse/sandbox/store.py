@@ -115,7 +115,7 @@ class Store:
             self._changed(table, record_id, "deleted")
         return bool(cursor.rowcount)
 
-    def list(self, table: str, filters: dict[str, Any], limit: int,
+    def select(self, table: str, filters: dict[str, Any], limit: int,
              after: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
         """Keyset pagination by rowid: returns the page and the last rowid if more follow."""
         where, args = [], []

@@ -71,9 +71,10 @@ class WebhookHub:
             await self._client.aclose()
 
     def register(self, url: str, events: list[str], secret: str | None) -> dict[str, Any]:
-        hook = {"id": f"wh_{secrets.token_hex(6)}", "url": url, "events": events,
-                "secret": secret, "created_at": now_iso()}
-        self.hooks[hook["id"]] = hook
+        hook_id = f"wh_{secrets.token_hex(6)}"
+        hook = {"id": hook_id, "url": url, "events": events, "secret": secret,
+                "created_at": now_iso()}
+        self.hooks[hook_id] = hook
         return hook
 
     def emit(self, entity: str, op: str, record: dict[str, Any]) -> None:

@@ -100,7 +100,8 @@ BAD = [
                  'crmpulse.yaml:3 target.base_url: expected an http(s) URL like "https://crm.example.com", '
                  'got "crm.example.com"', id="url-without-scheme"),
     pytest.param("${env:TEST_CLIENT_SECRET}", "${env:NOT_SET_ANYWHERE}",
-                 "crmpulse.yaml:7 target.auth.client_secret: environment variable NOT_SET_ANYWHERE is not set",
+                 "crmpulse.yaml:7 target.auth.client_secret: "
+                 "environment variable NOT_SET_ANYWHERE is not set",
                  id="unset-env"),
     pytest.param("${env:TEST_CLIENT_SECRET}", "${vault:x}",
                  'crmpulse.yaml:7 target.auth.client_secret: unknown reference "${vault:...}" '
@@ -131,8 +132,9 @@ BAD = [
                  'got "./missing-profile.yaml" (not found)', id="missing-profile"),
     pytest.param("  - name: latency", "  - name: availability",
                  'crmpulse.yaml:12 slos[1].name: name "availability" is used twice', id="duplicate-name"),
-    pytest.param("probes:", "probes: [1, 2\n", "crmpulse.yaml:18: invalid YAML: while parsing a flow sequence (line 17): expected ',' or ']', "
-                 "but got '<stream end>'",
+    pytest.param("probes:", "probes: [1, 2\n",
+                 "crmpulse.yaml:18: invalid YAML: while parsing a flow sequence (line 17): "
+                 "expected ',' or ']', but got '<stream end>'",
                  id="malformed-yaml"),
 ]
 
