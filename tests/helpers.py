@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -24,16 +25,17 @@ def free_port() -> int:
 class SandboxProcess:
     """A `crmpulse sandbox` subprocess, reached only over HTTP like any CRM."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, scheme: str = "http", verify: ssl.SSLContext | bool = True) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.verify = verify
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "crmpulse", "sandbox", "--port", str(self.port), *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 20
         while True:
             try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                if httpx.get(self.url + "/healthz", timeout=1, verify=verify).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -41,7 +43,7 @@ class SandboxProcess:
                 out = self.proc.stdout.read() if self.proc.stdout else ""
                 raise RuntimeError(f"sandbox did not start: {out}")
             time.sleep(0.05)
-        self.admin = httpx.Client(base_url=self.url, headers=ADMIN, timeout=10)
+        self.admin = httpx.Client(base_url=self.url, headers=ADMIN, timeout=10, verify=verify)
 
     def faults(self, **knobs: Any) -> dict[str, Any]:
         response = self.admin.put("/admin/faults", json=knobs)

@@ -97,3 +97,41 @@ def test_the_admin_api_needs_its_own_token(crm: SandboxProcess, api: httpx.Clien
     assert httpx.put(crm.url + "/admin/faults", json={"outage": True}).status_code == 401
     assert api.put("/admin/faults", json={"outage": True}).status_code == 401  # an API token is not enough
     assert api.get("/api/v1/accounts").status_code == 200
+
+
+def test_outage_status_is_configurable(crm: SandboxProcess, api: httpx.Client) -> None:
+    crm.faults(outage=True, outage_status=504)
+    assert api.get("/api/v1/me").status_code == 504
+
+
+def test_sync_max_rate_makes_the_sync_worker_a_slow_consumer(crm: SandboxProcess,
+                                                             api: httpx.Client) -> None:
+    crm.faults(sync_lag_ms=0, sync_max_rate=5)
+    ids = [api.post("/api/v1/contacts", json={"first_name": "Rate", "last_name": f"L{i}",
+                                              "email": f"rate{i}@t.example"}).json()["id"]
+           for i in range(10)]
+    time.sleep(0.5)
+    backlog = crm.stats()["search"]["backlog"]
+    assert backlog >= 4  # 10 changes at 5/s: about half are still queued after 0.5 s
+    crm.faults(sync_max_rate=0)
+    deadline = time.monotonic() + 3
+    while crm.stats()["search"]["backlog"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for contact_id in ids:
+        api.delete(f"/api/v1/contacts/{contact_id}")
+
+
+def test_sync_jitter_spreads_the_lag(crm: SandboxProcess, api: httpx.Client) -> None:
+    crm.faults(sync_lag_ms=100, sync_jitter_ms=600)
+    lags = []
+    for i in range(6):
+        contact = api.post("/api/v1/contacts", json={"first_name": "J", "last_name": f"Jit{i}",
+                                                     "email": f"jit{i}@t.example"}).json()
+        start = time.monotonic()
+        while not api.get("/api/v1/search/contacts", params={"email": contact["email"]}).json()["data"]:
+            time.sleep(0.01)
+        lags.append(time.monotonic() - start)
+        api.delete(f"/api/v1/contacts/{contact['id']}")
+    assert min(lags) >= 0.09
+    assert max(lags) - min(lags) > 0.1
