@@ -140,6 +140,51 @@ def cmd_call(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    import logging
+
+    from probes.exporter import Exporter, create_app
+    from probes.webconfig import basic_auth_middleware, load_web_config
+
+    from .config import load_config
+    from .serving import bind, parse_listen, server_for
+
+    loaded = load_config(args.config)
+    web = load_web_config(args.web_config_file) if args.web_config_file else None
+    if args.check_config:
+        print(f"{args.config}: valid ({len(loaded.config.probes.checks)} checks for target "
+              f"{loaded.target.name})")
+        return EXIT_OK
+    listen = args.listen or loaded.config.probes.listen
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        print(f"crmpulse: --listen: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="ts=%(asctime)s level=%(levelname)s msg=%(message)s")
+    # httpx logs every request with its full URL (record ids included): keep it quiet
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    exporter = Exporter(Path(args.config), loaded)
+    app = create_app(exporter)
+    if web is not None:
+        app = basic_auth_middleware(app, web)
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        print(f"crmpulse: cannot listen on {listen}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    scheme = "https" if web and web.cert_file else "http"
+    print(f"crmpulse probe: {len(loaded.config.probes.checks)} checks against "
+          f"{loaded.target.base_url}; metrics on {scheme}://{host}:{sock.getsockname()[1]}/metrics",
+          flush=True)
+    server = server_for(app, ssl_certfile=web.cert_file if web else None,
+                        ssl_keyfile=web.key_file if web else None)
+    server.run(sockets=[sock])
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crmpulse", formatter_class=_Formatter,
@@ -159,6 +204,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=200, help="contacts to seed the sandbox with")
     p.add_argument("--sync-lag", type=_duration, default=0.5, metavar="DURATION",
                    help="the sandbox's search sync lag (default 500ms)")
+
+    p = verb("probe", "run the synthetic-probe exporter: scheduled checks on /metrics, "
+             "on-demand probes on /probe", cmd_probe)
+    _config_arg(p)
+    p.add_argument("--listen", default=os.environ.get("CRMPULSE_PROBE_LISTEN"),
+                   help="host:port to serve on (env CRMPULSE_PROBE_LISTEN; "
+                   "default: probes.listen from the config, itself 127.0.0.1:9687)")
+    p.add_argument("--web-config-file", default=os.environ.get("CRMPULSE_WEB_CONFIG"),
+                   help="exporter-toolkit web config: TLS and basic auth for the exporter's own "
+                   "endpoints (env CRMPULSE_WEB_CONFIG)")
+    p.add_argument("--check-config", action="store_true", help="validate the config and exit")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     p = verb("sandbox", "serve the sandbox CRM on loopback (the default target)", cmd_sandbox)
     p.add_argument("--host", default=os.environ.get("CRMPULSE_SANDBOX_HOST", "127.0.0.1"),
@@ -220,6 +277,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("crmpulse: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: one line by default, the traceback on request
+        if os.environ.get("CRMPULSE_DEBUG"):
+            raise
+        print(f"crmpulse: internal error: {exc.__class__.__name__}: {exc} "
+              "(set CRMPULSE_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

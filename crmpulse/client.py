@@ -20,6 +20,7 @@ import socket
 import ssl
 import time
 from collections.abc import Generator, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,8 +42,12 @@ __all__ = [
     "Ledger",
     "Reply",
     "Session",
+    "PROBE_CONTEXT",
+    "PhaseTrace",
+    "ProbeContext",
     "Sleep",
     "StepResult",
+    "http_options",
     "translate_error",
 ]
 
@@ -58,6 +63,57 @@ class Reply:
 @dataclass(frozen=True)
 class Sleep:
     seconds: float
+
+
+class PhaseTrace:
+    """Collects httpcore trace events of one request and turns them into phase durations.
+
+    Phases are named as blackbox_exporter names them: ``connect`` (TCP), ``tls``
+    (handshake), ``processing`` (request sent to response headers received) and
+    ``transfer`` (response body). ``resolve`` is measured by the caller, which looks
+    the host up itself; for an IP address it is 0.
+    """
+
+    def __init__(self) -> None:
+        self.marks: dict[str, float] = {}
+
+    async def __call__(self, event: str, info: dict[str, Any]) -> None:
+        self.marks[event.split(".", 1)[1] if "." in event else event] = time.perf_counter()
+
+    def phases(self) -> dict[str, float]:
+        m = self.marks
+
+        def span(start: str, end: str) -> float:
+            return max(0.0, m[end] - m[start]) if start in m and end in m else 0.0
+
+        ready = m.get("start_tls.complete") or m.get("connect_tcp.complete") or m.get(
+            "send_request_headers.started")
+        processing = 0.0
+        if ready is not None and "receive_response_headers.complete" in m:
+            processing = max(0.0, m["receive_response_headers.complete"] - ready)
+        return {
+            "connect": span("connect_tcp.started", "connect_tcp.complete"),
+            "tls": span("start_tls.started", "start_tls.complete"),
+            "processing": processing,
+            "transfer": span("receive_response_headers.complete", "receive_response_body.complete"),
+        }
+
+
+@dataclass
+class ProbeContext:
+    """Per-task settings a probe run gives the async driver (a contextvar, so no API churn).
+
+    ``max_body`` caps how much of a response is read (a CRM answering 10 MB must not
+    exhaust the exporter's memory); ``traces`` collects one PhaseTrace per request;
+    ``log`` collects a line per request for ``/probe?debug=true`` (never headers).
+    """
+
+    max_body: int = 16 * 1024 * 1024
+    traces: list[PhaseTrace] | None = None
+    log: list[str] | None = None
+
+
+PROBE_CONTEXT: ContextVar[ProbeContext | None] = ContextVar("crmpulse_probe", default=None)
 
 
 Flow = Generator["RenderedRequest | Sleep", "Reply | None", Any]
@@ -141,11 +197,14 @@ class Session:
     """The I/O-free logic of talking to one target through its profile."""
 
     def __init__(self, target: Target, profile: Profile, auth: AuthProvider | None = None,
-                 ledger: Ledger | None = None) -> None:
+                 ledger: Ledger | None = None, force_authenticate: bool = True) -> None:
         self.target = target
         self.profile = profile
         self.auth = auth or make_auth(target, profile)
         self.ledger = ledger or Ledger()
+        # The demo and `call` fetch a fresh token for `authenticate`; probes reuse a
+        # cached token until it nears expiry, as a real client would.
+        self.force_authenticate = force_authenticate
         self.auth_elapsed = 0.0  # time spent fetching tokens, for journeys to report apart
 
     def variables(self, extra: dict[str, Any]) -> dict[str, Any]:
@@ -182,6 +241,8 @@ class Session:
         """Call one operation; follow up to ``max_pages`` pages when it paginates."""
         op = self.profile.operation(name)
         if name == "authenticate" and self.auth.refreshable:
+            if not self.force_authenticate and not self.auth.needs_token():
+                return OperationResult(operation=name, status=0, message="token cached")
             self.auth.invalidate()
             reply = yield from self.fetch_token()
             result = OperationResult(operation=name, status=reply.status, elapsed=reply.elapsed)
@@ -222,7 +283,7 @@ class Session:
         results: list[StepResult] = []
         for step in steps:
             try:
-                variables = render(step.with_, context)
+                variables = render(step.with_, {**self.variables({}), **context})
             except OperationError as exc:
                 failed = OperationResult(operation=step.operation, ok=False, reason="assertion",
                                          message=f"step {step.label}: {exc}")
@@ -285,10 +346,12 @@ def _request_kwargs(request: RenderedRequest) -> dict[str, Any]:
         kwargs["json"] = request.json
     elif request.form is not None:
         kwargs["data"] = request.form
+    elif request.content is not None:
+        kwargs["content"] = request.content
     return kwargs
 
 
-def _http_options(target: Target) -> dict[str, Any]:
+def http_options(target: Target) -> dict[str, Any]:
     verify: Any = target.tls.verify
     if target.tls.ca_file and verify:
         verify = ssl.create_default_context(cafile=target.tls.ca_file)
@@ -313,7 +376,7 @@ class Client:
         if target is None or profile is None:
             raise ValueError("Client needs a LoadedConfig or a target and a profile")
         self.session = Session(target, profile)
-        self.http = http or httpx.Client(**_http_options(target))
+        self.http = http or httpx.Client(**http_options(target))
 
     def run(self, flow: Flow) -> Any:
         try:
@@ -375,7 +438,7 @@ class AsyncClient:
         if target is None or profile is None:
             raise ValueError("AsyncClient needs a LoadedConfig or a target and a profile")
         self.session = Session(target, profile)
-        self.http = http or httpx.AsyncClient(**_http_options(target))
+        self.http = http or httpx.AsyncClient(**http_options(target))
 
     async def run(self, flow: Flow) -> Any:
         try:
@@ -395,14 +458,29 @@ class AsyncClient:
             return stop.value
 
     async def _send(self, request: RenderedRequest) -> Reply:
+        context = PROBE_CONTEXT.get()
+        kwargs = _request_kwargs(request)
+        limit = context.max_body if context else ProbeContext.max_body
+        if context is not None and context.traces is not None:
+            trace = PhaseTrace()
+            context.traces.append(trace)
+            kwargs["extensions"] = {"trace": trace}
         start = time.perf_counter()
         try:
-            response = await self.http.request(request.method, request.url,
-                                               **_request_kwargs(request))
+            async with self.http.stream(request.method, request.url, **kwargs) as response:
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > limit:
+                        raise TransportError(f"response body larger than {limit} bytes", "assertion")
         except httpx.HTTPError as exc:
             raise translate_error(exc, request.url) from exc
-        return Reply(response.status_code, dict(response.headers), response.content,
-                     time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        if context is not None and context.log is not None:
+            parts = urlsplit(request.url)
+            context.log.append(f"{request.method} {parts.scheme}://{parts.netloc}{parts.path} -> "
+                               f"{response.status_code} in {elapsed * 1000:.1f} ms, {len(body)} bytes")
+        return Reply(response.status_code, dict(response.headers), bytes(body), elapsed)
 
     async def call(self, operation: str, max_pages: int = 1, **variables: Any) -> OperationResult:
         try:

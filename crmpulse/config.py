@@ -149,7 +149,7 @@ class SLO(Model):
 
 class RawRequest(Model):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
-    path: str
+    path: str = Field(description="relative to target.base_url, or an absolute URL")
     headers: dict[str, str] = {}
     body: str | None = None
     auth: bool = True
@@ -191,10 +191,13 @@ class ProtectionCheck(_CheckBase):
     kind: Literal["protection"]
     operation: str = "list_contacts"
     with_: dict[str, Any] = Field({}, alias="with")
-    require_auth: bool = True
-    https_redirect: bool = False
-    hsts: bool = False
-    forbidden_patterns: list[Regex] = []
+    require_auth: bool = Field(True, description="no or bad credentials must get 401/403")
+    https_redirect: bool = Field(False, description="plain HTTP must redirect to HTTPS")
+    http_url: URL | None = Field(None, description="where plain HTTP is served "
+                                 "(default: base_url with http:// and port 80)")
+    hsts: bool = Field(False, description="responses must carry Strict-Transport-Security")
+    forbidden_patterns: list[Regex] = Field(
+        [], description="regexes an authenticated response must never match")
 
 
 Check = Annotated[HTTPCheck | JourneyCheck | TLSCheck | ProtectionCheck,
@@ -211,8 +214,14 @@ class SyncPair(Model):
     sweep_after: Duration = 3600.0
 
 
+DEFAULT_PROBE_LISTEN = "127.0.0.1:9687"
+
+
 class Probes(Model):
-    listen: str = "127.0.0.1:9464"
+    listen: str = Field(DEFAULT_PROBE_LISTEN, description="host:port the exporter serves on")
+    probe_hosts: list[str] = Field(
+        [], description="hosts /probe?target= may name besides the target's own; credentials "
+        "are sent to these too")
     concurrency: int = Field(16, ge=1, le=1024)
     checks: list[Check] = []
     sync: list[SyncPair] = []

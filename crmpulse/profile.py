@@ -235,6 +235,7 @@ class RenderedRequest:
     json: Any = None
     form: dict[str, Any] | None = None
     auth: bool = True
+    content: str | bytes | None = None
 
     def next(self, page: NextPage, paginate: Pagination) -> RenderedRequest:
         """The request for the page after this one."""

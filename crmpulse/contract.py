@@ -1,0 +1,138 @@
+"""The metric-name contract: every metric crmpulse exports, defined once.
+
+The probe exporter and the load test create their metrics from these definitions;
+dashboards and alert rules build their PromQL from them. Renaming a metric here
+renames it everywhere, so no panel or alert can silently point at a dead name.
+
+Conventions (Prometheus naming): base units in names (``_seconds``, ``_bytes``),
+``_total`` for counters, ``_info`` for build information, and label values from a
+bounded set: a check name, a reason from :data:`FAILURE_REASONS`, a phase from
+:data:`PHASES`, never an id, an email, a URL or an error text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "FAILURE_REASONS",
+    "METRICS",
+    "PHASES",
+    "PROBE_METRICS",
+    "PROTECTIONS",
+    "Metric",
+    "duration_buckets",
+]
+
+#: Why a check failed; the ``reason`` label takes only these values.
+FAILURE_REASONS = ("timeout", "connect", "dns", "tls", "status", "assertion", "auth", "protection")
+#: HTTP phases, named as blackbox_exporter names them.
+PHASES = ("resolve", "connect", "tls", "processing", "transfer")
+#: Protections a protection check verifies; the ``protection`` label takes these values.
+PROTECTIONS = ("require_auth", "https_redirect", "hsts", "forbidden_patterns")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    kind: str  # counter | gauge | histogram | info
+    help: str
+    labels: tuple[str, ...] = ()
+
+    @property
+    def series(self) -> str:
+        """The name as it appears in PromQL for this kind (counters get ``_total``)."""
+        suffix = {"counter": "_total", "info": "_info"}.get(self.kind, "")
+        return self.name + suffix
+
+    def bucket(self) -> str:
+        return f"{self.name}_bucket"
+
+    def count(self) -> str:
+        return f"{self.name}_count"
+
+    def sum(self) -> str:
+        return f"{self.name}_sum"
+
+
+_CHECK = ("target", "check")
+
+# -- scheduled checks ------------------------------------------------------------------
+CHECK_SUCCESS = Metric("crmpulse_check_success", "gauge",
+                       "1 if the check's last run succeeded, 0 if it failed.", _CHECK)
+CHECK_RUNS = Metric("crmpulse_check_runs", "counter", "Check runs completed.", _CHECK)
+CHECK_FAILURES = Metric("crmpulse_check_failures", "counter",
+                        "Check runs that failed, by reason.", (*_CHECK, "reason"))
+CHECK_DURATION = Metric("crmpulse_check_duration_seconds", "histogram",
+                        "Duration of check runs (journeys: all steps, without token fetches).",
+                        _CHECK)
+CHECK_PHASE = Metric("crmpulse_check_phase_duration_seconds", "gauge",
+                     "Duration of each HTTP phase in the check's last run.", (*_CHECK, "phase"))
+CHECK_LAST_RUN = Metric("crmpulse_check_last_run_timestamp_seconds", "gauge",
+                        "Unix time the check last completed a run.", _CHECK)
+CHECK_STATUS_CODE = Metric("crmpulse_check_http_status_code", "gauge",
+                           "HTTP status of the check's last response (0 when none).", _CHECK)
+CHECK_OVERRUNS = Metric("crmpulse_check_overruns", "counter",
+                        "Scheduled runs skipped because the previous run outlasted the interval.",
+                        _CHECK)
+JOURNEY_STEP_DURATION = Metric("crmpulse_journey_step_duration_seconds", "histogram",
+                               "Duration of each journey step.", (*_CHECK, "step"))
+JOURNEY_STEP_FAILURES = Metric("crmpulse_journey_step_failures", "counter",
+                               "Journey steps that failed, by reason.", (*_CHECK, "step", "reason"))
+JOURNEY_AUTH_DURATION = Metric("crmpulse_journey_auth_duration_seconds", "gauge",
+                               "Time the journey's last run spent fetching tokens (0 when cached).",
+                               _CHECK)
+TLS_EXPIRY = Metric("crmpulse_tls_cert_expiry_timestamp_seconds", "gauge",
+                    "Unix time the served certificate expires.", _CHECK)
+TLS_CHAIN_VALID = Metric("crmpulse_tls_cert_chain_valid", "gauge",
+                         "1 if the certificate chain verified against the trust store.", _CHECK)
+PROTECTION_HOLDS = Metric("crmpulse_protection_holds", "gauge",
+                          "1 while the protection holds, 0 when the last run found it broken.",
+                          (*_CHECK, "protection"))
+
+# -- the exporter itself ---------------------------------------------------------------
+BUILD_INFO = Metric("crmpulse_build", "info", "crmpulse version and Python version.",
+                    ("version", "python"))
+CONFIG_RELOAD_OK = Metric("crmpulse_config_last_reload_successful", "gauge",
+                          "1 if the last configuration reload succeeded.")
+CONFIG_RELOAD_TIME = Metric("crmpulse_config_last_reload_success_timestamp_seconds", "gauge",
+                            "Unix time of the last successful configuration load.")
+CONFIG_RELOADS = Metric("crmpulse_config_reloads", "counter",
+                        "Configuration reloads, by result (success, failure).", ("result",))
+SCRAPE_DURATION = Metric("crmpulse_exporter_scrape_duration_seconds", "histogram",
+                         "Time to render /metrics.")
+CHECKS_CONFIGURED = Metric("crmpulse_checks_configured", "gauge",
+                           "Checks in the running configuration.", ("target",))
+
+# -- /probe (multi-target pattern): blackbox_exporter's names, so its dashboards work -----
+PROBE_SUCCESS = Metric("probe_success", "gauge", "Whether the probe succeeded.")
+PROBE_DURATION = Metric("probe_duration_seconds", "gauge",
+                        "How long the probe took to complete in seconds.")
+PROBE_HTTP_DURATION = Metric("probe_http_duration_seconds", "gauge",
+                             "Duration of HTTP request by phase, summed over all redirects.",
+                             ("phase",))
+PROBE_HTTP_STATUS = Metric("probe_http_status_code", "gauge", "Response HTTP status code.")
+PROBE_DNS_LOOKUP = Metric("probe_dns_lookup_time_seconds", "gauge",
+                          "Returns the time taken for probe dns lookup in seconds.")
+PROBE_SSL_EXPIRY = Metric("probe_ssl_earliest_cert_expiry", "gauge",
+                          "Returns last SSL chain expiry in unixtime.")
+PROBE_FAILURE = Metric("probe_crmpulse_failure_reason", "gauge",
+                       "1 for the reason the probe failed, 0 for the others.", ("reason",))
+PROBE_STEP_DURATION = Metric("probe_crmpulse_step_duration_seconds", "gauge",
+                             "Duration of each journey step.", ("step",))
+PROBE_METRICS = (PROBE_SUCCESS, PROBE_DURATION, PROBE_HTTP_DURATION, PROBE_HTTP_STATUS,
+                 PROBE_DNS_LOOKUP, PROBE_SSL_EXPIRY, PROBE_FAILURE, PROBE_STEP_DURATION)
+
+METRICS = (CHECK_SUCCESS, CHECK_RUNS, CHECK_FAILURES, CHECK_DURATION, CHECK_PHASE, CHECK_LAST_RUN,
+           CHECK_STATUS_CODE, CHECK_OVERRUNS, JOURNEY_STEP_DURATION, JOURNEY_STEP_FAILURES,
+           JOURNEY_AUTH_DURATION, TLS_EXPIRY, TLS_CHAIN_VALID, PROTECTION_HOLDS, BUILD_INFO,
+           CONFIG_RELOAD_OK, CONFIG_RELOAD_TIME, CONFIG_RELOADS, SCRAPE_DURATION, CHECKS_CONFIGURED)
+
+#: Base buckets for request durations; SLO thresholds are merged in so every latency
+#: SLO can be computed exactly from one bucket (``le`` = the threshold).
+DEFAULT_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def duration_buckets(thresholds: tuple[float, ...] | list[float] = ()) -> tuple[float, ...]:
+    """The default buckets plus every SLO threshold, sorted, without duplicates."""
+    return tuple(sorted({*DEFAULT_DURATION_BUCKETS, *(round(t, 6) for t in thresholds)}))
