@@ -36,15 +36,15 @@ from .steps import Step, evaluate_expect
 from .templates import render
 
 __all__ = [
+    "PROBE_CONTEXT",
     "AsyncClient",
     "CleanupReport",
     "Client",
     "Ledger",
-    "Reply",
-    "Session",
-    "PROBE_CONTEXT",
     "PhaseTrace",
     "ProbeContext",
+    "Reply",
+    "Session",
     "Sleep",
     "StepResult",
     "http_options",

@@ -186,7 +186,7 @@ def _http_request(runner: TargetRunner, session: Session, check: HTTPCheck) -> R
 
 def _send(session: Session, request: RenderedRequest) -> Generator[Any, Any, Reply]:
     reply = yield from session.send(request)
-    return reply  # type: ignore[no-any-return]
+    return reply
 
 
 async def run_http(runner: TargetRunner, session: Session, check: Check, outcome: Outcome) -> None:

@@ -8,6 +8,7 @@ failure and ``rate()``/``increase()`` see the first one.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
 from collections.abc import Iterable
@@ -112,10 +113,8 @@ class ProbeMetrics:
     def forget(self, target: str, check_name: str) -> None:
         """Remove a check's series (it left the configuration)."""
         for metric, labels in self._children.pop((target, check_name), []):
-            try:
+            with contextlib.suppress(KeyError):
                 metric.remove(*labels)
-            except KeyError:
-                pass
 
     def record(self, target: str, outcome: Outcome) -> None:
         base = (target, outcome.check)

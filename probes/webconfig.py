@@ -67,7 +67,8 @@ def load_web_config(path: str) -> WebConfig:
     try:
         data: Any = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError([Problem(path, 0, "", f"cannot read web config: {exc.__class__.__name__}")]) from None
+        message = f"cannot read web config: {exc.__class__.__name__}"
+        raise ConfigError([Problem(path, 0, "", message)]) from None
     problems = []
     if not isinstance(data, dict):
         raise ConfigError([Problem(path, 1, "", "expected a mapping")])
