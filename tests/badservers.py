@@ -63,6 +63,13 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients hanging up on a 10 MB body is the point, not an error
+
+
 class BadServers:
     """Starts every misbehaviour on its own loopback port; ``urls`` maps name -> base URL."""
 
@@ -90,8 +97,7 @@ class BadServers:
     def _http(self, name: str, body: Callable[[], tuple[int, str, bytes]],
               tls: tuple[str, str] | None = None) -> None:
         handler = type(f"{name}Handler", (_Handler,), {"body": staticmethod(body)})
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        server.daemon_threads = True
+        server = _QuietServer(("127.0.0.1", 0), handler)
         scheme = "http"
         if tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -24,3 +24,15 @@ def test_every_operation_named_in_profiles_md_exists_in_the_sandbox_profile() ->
     for name in REQUIRED_OPERATIONS:
         assert f"`{name}`" in text, name
         assert name in sandbox.operations
+
+
+def test_the_prometheus_scrape_config_in_probes_md_passes_promtool(tmp_path: Path) -> None:
+    import re
+    import subprocess
+
+    text = (DOCS / "probes.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "scrape_configs" in b)
+    (tmp_path / "prometheus.yml").write_text(block)
+    run = subprocess.run(["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
