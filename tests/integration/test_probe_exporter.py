@@ -126,6 +126,7 @@ def test_an_injected_fault_shows_up_in_prometheus_with_its_reason_within_two_int
 
 def test_metrics_pass_promtool_check_metrics(exporter: ExporterProcess) -> None:
     text = httpx.get(exporter.url + "/metrics").text
+    assert "sandbox-secret" not in text and "Bearer" not in text
     run = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.strip() == "" and run.stderr.strip() == "", run.stdout + run.stderr
