@@ -152,10 +152,24 @@ def cmd_probe(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     web = load_web_config(args.web_config_file) if args.web_config_file else None
     if args.check_config:
-        print(f"{args.config}: valid ({len(loaded.config.probes.checks)} checks for target "
-              f"{loaded.target.name})")
+        print(f"{args.config}: valid ({len(loaded.config.probes.checks)} checks and "
+              f"{len(loaded.config.probes.sync)} sync pairs for target {loaded.target.name})")
         return EXIT_OK
     listen = args.listen or loaded.config.probes.listen
+    if args.sweep_only:
+        import asyncio
+
+        exporter = Exporter(Path(args.config), loaded, listen=listen)
+        reports = asyncio.run(exporter.sweep_only(args.sweep_older_than))
+        failed = False
+        for r in reports:
+            status = r.error or f"{r.listed} marked, {r.orphans} orphaned, {r.deleted} deleted, " \
+                f"{r.failed} failed"
+            print(f"sync pair {r.pair}: {status}")
+            failed = failed or bool(r.error) or r.failed > 0
+        if not reports:
+            print("no sync pairs configured: nothing to sweep")
+        return EXIT_FAILED if failed else EXIT_OK
     try:
         host, port = parse_listen(listen)
     except ValueError as exc:
@@ -166,7 +180,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     # httpx logs every request with its full URL (record ids included): keep it quiet
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    exporter = Exporter(Path(args.config), loaded)
+    exporter = Exporter(Path(args.config), loaded, listen=f"{host}:{port}" if port else None)
     app = create_app(exporter)
     if web is not None:
         app = basic_auth_middleware(app, web)
@@ -215,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exporter-toolkit web config: TLS and basic auth for the exporter's own "
                    "endpoints (env CRMPULSE_WEB_CONFIG)")
     p.add_argument("--check-config", action="store_true", help="validate the config and exit")
+    p.add_argument("--sweep-only", action="store_true",
+                   help="run the sync pairs' sweeper once (delete marked records older than "
+                   "sweep_after), report, and exit")
+    p.add_argument("--sweep-older-than", type=_duration, default=None, metavar="DURATION",
+                   help="with --sweep-only: override sweep_after (0s deletes every marked record)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     p = verb("sandbox", "serve the sandbox CRM on loopback (the default target)", cmd_sandbox)

@@ -15,14 +15,15 @@ problems are reported together, each located by file, line and key path:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import difflib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ._exceptions import ConfigError, Problem
-from ._types import URL, Duration, Name, Percent, Ratio, Regex, Secret
+from ._types import URL, Duration, JSONPathStr, Name, Percent, Ratio, Regex, Secret
 from ._validate import validate_document
 from ._yamlfile import KeyPath, LineMap, load_yaml
 from .profile import Profile, load_profile
@@ -204,14 +205,71 @@ Check = Annotated[HTTPCheck | JourneyCheck | TLSCheck | ProtectionCheck,
                   Field(discriminator="kind")]
 
 
+class SyncRead(Model):
+    """Where a write must become visible: an operation on the target or a downstream system."""
+
+    operation: str
+    with_: dict[str, Any] = Field({}, alias="with")
+    system: Name | None = Field(None, description="a downstream system from `systems` "
+                                "(default: the target itself)")
+    found: JSONPathStr | None = Field(None, description="canary: the record is visible "
+                                      "when this matches the read's response")
+    value: JSONPathStr | None = Field(None, description="heartbeat: the timestamp visible "
+                                      "on the read side")
+
+
+class SyncSweep(Model):
+    """How the sweeper finds records this pair marked (paginated list by marker)."""
+
+    operation: str
+    with_: dict[str, Any] = Field({}, alias="with")
+    id: str = Field("id", description="field of each listed record holding its id")
+    created_at: str = Field("created_at", description="field holding its creation time "
+                            "(ISO 8601 or unix seconds)")
+    pages: int = Field(20, ge=1, le=1000)
+
+
+class SyncWebhook(Model):
+    subscribe: Step | None = Field(None, description="operation that subscribes the probe's "
+                                  "receiver ({{ url }} is its address); its cleanup unsubscribes")
+    url: URL | None = Field(None, description="where the CRM must deliver events (default: the "
+                            "exporter's listen address + /-/webhook/<pair>)")
+    match: JSONPathStr = Field("$.data.id", description="where an event carries the record id")
+
+
 class SyncPair(Model):
     name: Name
     mode: Literal["heartbeat", "canary", "webhook"]
-    write: Step
-    read: Step | None = None
+    create: Step = Field(description="canary/webhook: the record written each run; "
+                         "heartbeat: the long-lived marker record, created once")
+    update: Step | None = Field(None, description="heartbeat: stamps the marker record "
+                                "with {{ heartbeat }} each interval")
+    read: SyncRead | None = None
+    webhook: SyncWebhook | None = None
+    sweep: SyncSweep
     interval: Duration = 30.0
     sla: Duration = 60.0
-    sweep_after: Duration = 3600.0
+    sweep_after: Duration = Field(3600.0, description="marked records older than this are orphans")
+    sweep_every: Duration = 600.0
+    poll_min: Duration = 0.025
+    poll_max: Duration = 1.0
+
+    @model_validator(mode="after")
+    def _mode_needs(self) -> SyncPair:
+        if self.mode == "heartbeat" and (self.update is None or self.read is None
+                                         or self.read.value is None):
+            raise ValueError("a heartbeat pair needs update and read.value")
+        if self.mode == "canary" and (self.read is None or self.read.found is None):
+            raise ValueError("a canary pair needs read.found")
+        if self.mode == "webhook" and self.webhook is None:
+            raise ValueError("a webhook pair needs webhook")
+        return self
+
+
+class System(Target):
+    """A downstream system (search, ERP, marketing, reporting) with its own API."""
+
+    profile: str
 
 
 DEFAULT_PROBE_LISTEN = "127.0.0.1:9687"
@@ -278,6 +336,7 @@ class Config(Model):
     version: Literal[1] = 1
     target: Target
     profile: str = "sandbox"
+    systems: list[System] = []
     slos: list[SLO] = []
     probes: Probes = Probes()
     loadtest: LoadTest = LoadTest()
@@ -290,6 +349,7 @@ class LoadedConfig:
     config: Config
     profile: Profile
     path: Path
+    systems: dict[str, tuple[System, Profile]] = field(default_factory=dict)
 
     @property
     def target(self) -> Target:
@@ -309,32 +369,41 @@ def load_config(path: str | Path) -> LoadedConfig:
     problems += more
     if config is None:
         raise ConfigError(problems)
-    profile: Profile | None = None
-    try:
-        profile = load_profile(config.profile, base_dir=path.parent)
-    except ConfigError as exc:
-        if any(p.message == "file not found" for p in exc.problems):
-            problems.append(doc.lines.problem(
-                ("profile",), f'expected a built-in profile (sandbox) or a profile file, '
-                f'got "{config.profile}" (not found)'))
-        else:
-            problems += exc.problems
+    profile = _load_profile(config.profile, ("profile",), path, doc.lines, problems)
+    systems: dict[str, tuple[System, Profile]] = {}
+    for i, system in enumerate(config.systems):
+        loaded_profile = _load_profile(system.profile, ("systems", i, "profile"), path, doc.lines,
+                                       problems)
+        if loaded_profile is not None:
+            systems[system.name] = (system, loaded_profile)
     if profile is not None:
-        problems += _cross_check(config, profile, doc.lines)
+        problems += _cross_check(config, profile, systems, doc.lines)
     if problems or profile is None:
         raise ConfigError(problems)
-    return LoadedConfig(config, profile, path)
+    return LoadedConfig(config, profile, path, systems)
 
 
-def _cross_check(config: Config, profile: Profile, lines: LineMap) -> list[Problem]:
+def _load_profile(ref: str, where: KeyPath, path: Path, lines: LineMap,
+                  problems: list[Problem]) -> Profile | None:
+    try:
+        return load_profile(ref, base_dir=path.parent)
+    except ConfigError as exc:
+        if any(p.message == "file not found" for p in exc.problems):
+            problems.append(lines.problem(
+                where, f'expected a built-in profile (sandbox) or a profile file, got "{ref}" (not found)'))
+        else:
+            problems += exc.problems
+        return None
+
+
+def _cross_check(config: Config, profile: Profile, systems: dict[str, tuple[System, Profile]],
+                 lines: LineMap) -> list[Problem]:
     """What a schema cannot see: names that must exist in the profile, unique names."""
     problems: list[Problem] = []
 
     def need_op(name: str, where: KeyPath) -> None:
         if name not in profile.operations:
-            known = ", ".join(sorted(profile.operations))
-            problems.append(lines.problem(
-                where, f'expected an operation of profile {profile.name} ({known}), got "{name}"'))
+            problems.append(lines.problem(where, _unknown_operation(profile, name)))
 
     def unique(items: list[Any], section: KeyPath) -> None:
         seen: set[str] = set()
@@ -357,10 +426,31 @@ def _cross_check(config: Config, profile: Profile, lines: LineMap) -> list[Probl
         if check.timeout > check.interval:
             problems.append(lines.problem((*base, "timeout"),
                                           "expected a timeout no longer than the interval"))
+    unique(config.systems, ("systems",))
     for i, pair in enumerate(config.probes.sync):
-        need_op(pair.write.operation, ("probes", "sync", i, "write", "operation"))
+        base = ("probes", "sync", i)
+        need_op(pair.create.operation, (*base, "create", "operation"))
+        create_op = profile.operations.get(pair.create.operation)
+        if create_op is not None and create_op.cleanup is None:
+            problems.append(lines.problem(
+                (*base, "create", "operation"),
+                f"operation {pair.create.operation} declares no cleanup in profile {profile.name}: "
+                "records a probe creates must be deletable"))
+        if pair.update:
+            need_op(pair.update.operation, (*base, "update", "operation"))
+        need_op(pair.sweep.operation, (*base, "sweep", "operation"))
+        if pair.webhook and pair.webhook.subscribe:
+            need_op(pair.webhook.subscribe.operation, (*base, "webhook", "subscribe", "operation"))
         if pair.read:
-            need_op(pair.read.operation, ("probes", "sync", i, "read", "operation"))
+            if pair.read.system is None:
+                need_op(pair.read.operation, (*base, "read", "operation"))
+            elif pair.read.system not in systems:
+                if pair.read.system not in {s.name for s in config.systems}:
+                    problems.append(lines.problem((*base, "read", "system"),
+                                                  f'expected the name of a system, got "{pair.read.system}"'))
+            elif pair.read.operation not in systems[pair.read.system][1].operations:
+                problems.append(lines.problem((*base, "read", "operation"), _unknown_operation(
+                    systems[pair.read.system][1], pair.read.operation)))
     check_names = {c.name for c in config.probes.checks}
     pair_names = {p.name for p in config.probes.sync}
     for i, slo in enumerate(config.slos):
@@ -381,3 +471,10 @@ def _cross_check(config: Config, profile: Profile, lines: LineMap) -> list[Probl
                 problems.append(lines.problem(("target", "variables", name),
                                               f'no operation of profile {profile.name} uses "{name}"'))
     return problems
+
+
+def _unknown_operation(profile: Profile, name: str) -> str:
+    close = difflib.get_close_matches(name, list(profile.operations), n=1)
+    hint = (f' (did you mean "{close[0]}"?)' if close
+            else f" (it has: {', '.join(sorted(profile.operations))})")
+    return f'expected an operation of profile {profile.name}, got "{name}"{hint}'

@@ -20,6 +20,7 @@ __all__ = [
     "PHASES",
     "PROBE_METRICS",
     "PROTECTIONS",
+    "SYNC_STAGES",
     "Metric",
     "duration_buckets",
 ]
@@ -90,6 +91,42 @@ PROTECTION_HOLDS = Metric("crmpulse_protection_holds", "gauge",
                           "1 while the protection holds, 0 when the last run found it broken.",
                           (*_CHECK, "protection"))
 
+# -- sync lag ------------------------------------------------------------------------------
+_PAIR = ("target", "pair")
+SYNC_STAGES = ("write", "read", "cleanup", "sweep", "subscribe")
+SYNC_LAG = Metric("crmpulse_sync_lag_seconds", "gauge",
+                  "Current sync lag: heartbeat, now minus the newest heartbeat visible on the read "
+                  "side (keeps growing during a stall); canary/webhook, the larger of the last "
+                  "measured lag and the age of the oldest unseen record.", _PAIR)
+SYNC_LAG_OBSERVED = Metric("crmpulse_sync_lag_observed_seconds", "histogram",
+                           "Lag of each record (canary, webhook event, heartbeat stamp) from write "
+                           "to visible; buckets include every sync SLO threshold.", _PAIR)
+SYNC_CREATED = Metric("crmpulse_sync_canaries_created", "counter",
+                      "Records written to measure sync (canaries, webhook probes, heartbeats).",
+                      _PAIR)
+SYNC_SEEN = Metric("crmpulse_sync_canaries_seen", "counter",
+                   "Written records that became visible within the SLA.", _PAIR)
+SYNC_LOST = Metric("crmpulse_sync_canaries_lost", "counter",
+                   "Written records not visible within the SLA.", _PAIR)
+SYNC_IN_FLIGHT = Metric("crmpulse_sync_canaries_in_flight", "gauge",
+                        "Written records waiting to become visible.", _PAIR)
+SYNC_LAST_SUCCESS = Metric("crmpulse_sync_last_success_timestamp_seconds", "gauge",
+                           "Unix time a written record last became visible.", _PAIR)
+SYNC_DELETED = Metric("crmpulse_sync_cleanup_deleted", "counter",
+                      "Records the probe created and deleted after their run.", _PAIR)
+SYNC_ORPHANS_FOUND = Metric("crmpulse_sync_orphans_found", "counter",
+                            "Marked records the sweeper found older than sweep_after.", _PAIR)
+SYNC_ORPHANS_DELETED = Metric("crmpulse_sync_orphans_deleted", "counter",
+                              "Orphaned marked records the sweeper deleted.", _PAIR)
+SYNC_DELETE_FAILURES = Metric("crmpulse_sync_delete_failures", "counter",
+                              "Deletes of marked records that failed (retried later).", _PAIR)
+SYNC_ERRORS = Metric("crmpulse_sync_errors", "counter",
+                     "Sync probe requests that failed, by stage and reason.",
+                     (*_PAIR, "stage", "reason"))
+SYNC_METRICS = (SYNC_LAG, SYNC_LAG_OBSERVED, SYNC_CREATED, SYNC_SEEN, SYNC_LOST, SYNC_IN_FLIGHT,
+                SYNC_LAST_SUCCESS, SYNC_DELETED, SYNC_ORPHANS_FOUND, SYNC_ORPHANS_DELETED,
+                SYNC_DELETE_FAILURES, SYNC_ERRORS)
+
 # -- the exporter itself ---------------------------------------------------------------
 BUILD_INFO = Metric("crmpulse_build", "info", "crmpulse version and Python version.",
                     ("version", "python"))
@@ -123,8 +160,8 @@ PROBE_STEP_DURATION = Metric("probe_crmpulse_step_duration_seconds", "gauge",
 PROBE_METRICS = (PROBE_SUCCESS, PROBE_DURATION, PROBE_HTTP_DURATION, PROBE_HTTP_STATUS,
                  PROBE_DNS_LOOKUP, PROBE_SSL_EXPIRY, PROBE_FAILURE, PROBE_STEP_DURATION)
 
-METRICS = (CHECK_SUCCESS, CHECK_RUNS, CHECK_FAILURES, CHECK_DURATION, CHECK_PHASE, CHECK_LAST_RUN,
-           CHECK_STATUS_CODE, CHECK_OVERRUNS, JOURNEY_STEP_DURATION, JOURNEY_STEP_FAILURES,
+METRICS = (*SYNC_METRICS, CHECK_SUCCESS, CHECK_RUNS, CHECK_FAILURES, CHECK_DURATION, CHECK_PHASE,
+           CHECK_LAST_RUN, CHECK_STATUS_CODE, CHECK_OVERRUNS, JOURNEY_STEP_DURATION, JOURNEY_STEP_FAILURES,
            JOURNEY_AUTH_DURATION, TLS_EXPIRY, TLS_CHAIN_VALID, PROTECTION_HOLDS, BUILD_INFO,
            CONFIG_RELOAD_OK, CONFIG_RELOAD_TIME, CONFIG_RELOADS, SCRAPE_DURATION, CHECKS_CONFIGURED)
 
@@ -133,6 +170,12 @@ METRICS = (CHECK_SUCCESS, CHECK_RUNS, CHECK_FAILURES, CHECK_DURATION, CHECK_PHAS
 DEFAULT_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-def duration_buckets(thresholds: tuple[float, ...] | list[float] = ()) -> tuple[float, ...]:
-    """The default buckets plus every SLO threshold, sorted, without duplicates."""
-    return tuple(sorted({*DEFAULT_DURATION_BUCKETS, *(round(t, 6) for t in thresholds)}))
+#: Sync lags run from milliseconds (a fast index) to many minutes (a nightly ERP batch).
+DEFAULT_SYNC_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+                        1800.0, 3600.0)
+
+
+def duration_buckets(thresholds: tuple[float, ...] | list[float] = (),
+                     base: tuple[float, ...] = DEFAULT_DURATION_BUCKETS) -> tuple[float, ...]:
+    """The base buckets plus every SLO threshold, sorted, without duplicates."""
+    return tuple(sorted({*base, *(round(t, 6) for t in thresholds)}))

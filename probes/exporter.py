@@ -34,11 +34,18 @@ from starlette.routing import Route
 
 from crmpulse import ConfigError, LoadedConfig, load_config
 from crmpulse.config import Check
-from crmpulse.contract import FAILURE_REASONS, PHASES, Metric, duration_buckets
+from crmpulse.contract import (
+    DEFAULT_SYNC_BUCKETS,
+    FAILURE_REASONS,
+    PHASES,
+    Metric,
+    duration_buckets,
+)
 
 from .checks import Outcome, TargetRunner
 from .metrics import ProbeMetrics
 from .scheduler import Scheduler
+from .synclag import SweepReport, SyncMetrics, SyncPairRunner
 
 __all__ = ["Exporter", "create_app"]
 
@@ -46,20 +53,33 @@ log = logging.getLogger("crmpulse.probe")
 TIMEOUT_OFFSET = 0.5  # seconds kept back from Prometheus's scrape timeout, as blackbox does
 
 
-def slo_buckets(loaded: LoadedConfig) -> tuple[float, ...]:
-    return duration_buckets([s.threshold for s in loaded.config.slos
-                             if s.kind == "latency" and s.threshold is not None])
+def slo_buckets(loaded: LoadedConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Histogram buckets for check durations and sync lags, each with its SLO thresholds."""
+    def thresholds(kind: str) -> list[float]:
+        return [s.threshold for s in loaded.config.slos if s.kind == kind and s.threshold is not None]
+    return (duration_buckets(thresholds("latency")),
+            duration_buckets(thresholds("sync_lag"), base=DEFAULT_SYNC_BUCKETS))
+
+
+def system_config(loaded: LoadedConfig, name: str) -> LoadedConfig:
+    """A LoadedConfig whose target and profile are those of downstream system ``name``."""
+    system, profile = loaded.systems[name]
+    return LoadedConfig(loaded.config.model_copy(update={"target": system}), profile, loaded.path)
 
 
 class Exporter:
     """The running state: config, metrics, the target runner and the scheduler."""
 
-    def __init__(self, config_path: Path, loaded: LoadedConfig, spread: bool = True) -> None:
+    def __init__(self, config_path: Path, loaded: LoadedConfig, spread: bool = True,
+                 listen: str | None = None) -> None:
         self.path = config_path
         self.loaded = loaded
         self.spread = spread
-        self.metrics = ProbeMetrics(CollectorRegistry(), slo_buckets(loaded))
+        self.listen = listen or loaded.config.probes.listen
+        self._build_metrics(loaded)
         self.runner: TargetRunner | None = None
+        self.system_runners: dict[str, TargetRunner] = {}
+        self.pairs: dict[str, SyncPairRunner] = {}
         self.scheduler: Scheduler | None = None
         self.probe_runners: OrderedDict[str, TargetRunner] = OrderedDict()
         self.lock = asyncio.Lock()
@@ -69,8 +89,41 @@ class Exporter:
     def target(self) -> str:
         return self.loaded.target.name
 
+    def _build_metrics(self, loaded: LoadedConfig) -> None:
+        check_buckets, sync_buckets = slo_buckets(loaded)
+        registry = CollectorRegistry()
+        self.metrics = ProbeMetrics(registry, check_buckets)
+        self.sync_metrics = SyncMetrics(registry, sync_buckets)
+
+    def _pair_runners(self) -> dict[str, SyncPairRunner]:
+        assert self.runner is not None
+        pairs = {}
+        for pair in self.loaded.config.probes.sync:
+            read = self.runner
+            if pair.read is not None and pair.read.system is not None:
+                if pair.read.system not in self.system_runners:
+                    self.system_runners[pair.read.system] = TargetRunner(
+                        system_config(self.loaded, pair.read.system))
+                read = self.system_runners[pair.read.system]
+            receiver = f"http://{self.listen}/-/webhook/{pair.name}"
+            pairs[pair.name] = SyncPairRunner(pair, self.runner, read, self.sync_metrics,
+                                              self.target, receiver)
+        return pairs
+
+    async def sweep_only(self, older_than: float | None) -> list[SweepReport]:
+        """Run every pair's sweeper once (``crmpulse probe --sweep-only``)."""
+        self.runner = TargetRunner(self.loaded)
+        try:
+            self.pairs = self._pair_runners()
+            return [await p.sweep(older_than=older_than) for p in self.pairs.values()]
+        finally:
+            await self.stop()
+
     async def start(self) -> None:
         self.runner = TargetRunner(self.loaded)
+        self.pairs = self._pair_runners()
+        for runner in self.pairs.values():
+            await runner.start()
         for check in self.loaded.config.probes.checks:
             self.metrics.prepare(self.target, check)
         self.metrics.configured.labels(self.target).set(len(self.loaded.config.probes.checks))
@@ -84,6 +137,12 @@ class Exporter:
     async def stop(self) -> None:
         if self.scheduler:
             await self.scheduler.stop()
+        for pair in self.pairs.values():
+            await pair.stop()
+        self.pairs = {}
+        for runner in self.system_runners.values():
+            await runner.aclose()
+        self.system_runners = {}
         if self.runner:
             await self.runner.aclose()
         for runner in self.probe_runners.values():
@@ -110,13 +169,16 @@ class Exporter:
         async with self.lock:
             await self.stop()
             old_checks = {c.name for c in self.loaded.config.probes.checks}
+            old_pairs = {p.name for p in self.loaded.config.probes.sync}
             old_target = self.target
-            if slo_buckets(new) != self.metrics.buckets:
-                log.info("latency thresholds changed: histograms start afresh")
-                self.metrics = ProbeMetrics(CollectorRegistry(), slo_buckets(new))
+            if slo_buckets(new) != (self.metrics.buckets, self.sync_metrics.buckets):
+                log.info("SLO thresholds changed: histograms start afresh")
+                self._build_metrics(new)
             else:
                 for name in old_checks:
                     self.metrics.forget(old_target, name)
+                for name in old_pairs:
+                    self.sync_metrics.forget(old_target, name)
                 with contextlib.suppress(KeyError):
                     self.metrics.configured.remove(old_target)
             self.loaded = new
@@ -243,6 +305,16 @@ def create_app(exporter: Exporter) -> Starlette:
             return PlainTextResponse("\n".join(lines) + "\n")
         return Response(text, media_type=CONTENT_TYPE_LATEST)
 
+    async def webhook(request: Request) -> Response:
+        runner = exporter.pairs.get(request.path_params["pair"])
+        if runner is None or runner.pair.mode != "webhook":
+            return PlainTextResponse("no webhook sync pair by that name\n", 404)
+        body = await request.body()
+        if len(body) > 1024 * 1024:
+            return PlainTextResponse("event too large\n", 413)
+        runner.receive(body)
+        return Response(status_code=204)
+
     async def healthy(request: Request) -> Response:
         return PlainTextResponse("Healthy\n")
 
@@ -272,6 +344,10 @@ def create_app(exporter: Exporter) -> Starlette:
                 f"<td>{check.interval:g}s</td><td class='{state.lower()}'>{state}</td>"
                 f"<td>{html.escape(detail)}</td><td>{when}</td>"
                 f"<td><a href='{html.escape(probe_link)}'>probe now</a></td></tr>")
+        pair_rows = [
+            f"<tr><td>{html.escape(name)}</td><td>{p.pair.mode}</td><td>{p.pair.interval:g}s</td>"
+            f"<td>{p.current_lag():.2f}s</td><td>{len(p.in_flight)}</td><td>{p.last_lag:.3f}s</td></tr>"
+            for name, p in exporter.pairs.items()]
         page = f"""<!doctype html><html><head><title>crmpulse probe</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em .8em;text-align:left}}
 .ok{{color:#1a7f37}}.failed{{color:#cf222e;font-weight:bold}}.pending{{color:#888}}</style></head>
@@ -281,7 +357,10 @@ config {html.escape(str(exporter.path))}.</p>
 <p><a href="/metrics">Metrics</a> · <a href="/-/healthy">Health</a> ·
 <code>POST /-/reload</code> reloads the config</p>
 <table><tr><th>check</th><th>kind</th><th>interval</th><th>last result</th><th>reason</th>
-<th>at</th><th></th></tr>{"".join(rows)}</table></body></html>"""
+<th>at</th><th></th></tr>{"".join(rows)}</table>
+<h2>Sync pairs</h2>
+<table><tr><th>pair</th><th>mode</th><th>interval</th><th>current lag</th><th>in flight</th>
+<th>last lag measured</th></tr>{"".join(pair_rows)}</table></body></html>"""
         return HTMLResponse(page)
 
     routes = [
@@ -291,5 +370,6 @@ config {html.escape(str(exporter.path))}.</p>
         Route("/-/healthy", healthy, methods=["GET", "HEAD"]),
         Route("/-/ready", ready, methods=["GET", "HEAD"]),
         Route("/-/reload", reload, methods=["POST", "PUT"]),
+        Route("/-/webhook/{pair}", webhook, methods=["POST"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -31,7 +31,8 @@ CONFIG = """
 target:
   name: sandbox
   base_url: {url}
-  auth: {{type: oauth2_client_credentials, client_id: crmpulse, client_secret: "${{env:CRMPULSE_CLIENT_SECRET}}"}}
+  auth: {{type: oauth2_client_credentials, client_id: crmpulse,
+         client_secret: "${{env:CRMPULSE_CLIENT_SECRET}}"}}
 slos:
   - {{name: latency, kind: latency, objective: 99, threshold: 800ms}}
 probes:
@@ -63,7 +64,8 @@ ENV = {"CRMPULSE_CLIENT_SECRET": "sandbox-secret"}
 
 
 @pytest.fixture(scope="module")
-def exporter(sandbox: SandboxProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExporterProcess]:
+def exporter(sandbox: SandboxProcess,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExporterProcess]:
     folder = tmp_path_factory.mktemp("exporter")
     path = write_config(folder, CONFIG.format(url=sandbox.url))
     proc = ExporterProcess(path, env=ENV)
@@ -72,7 +74,8 @@ def exporter(sandbox: SandboxProcess, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture(scope="module")
-def prometheus(exporter: ExporterProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusProcess]:
+def prometheus(exporter: ExporterProcess,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusProcess]:
     proc = PrometheusProcess(tmp_path_factory.mktemp("prometheus"),
                              {"crmpulse": [f"127.0.0.1:{exporter.port}"]})
     yield proc
@@ -93,7 +96,8 @@ def test_the_duration_histogram_has_a_bucket_at_the_slo_threshold(exporter: Expo
                   check="api_read", le="0.8") is not None
 
 
-def test_prometheus_scrapes_success_for_every_check(crm: SandboxProcess, prometheus: PrometheusProcess) -> None:
+def test_prometheus_scrapes_success_for_every_check(crm: SandboxProcess,
+                                                   prometheus: PrometheusProcess) -> None:
     prometheus.wait_for('crmpulse_check_success{check="api_read"} == 1')
     prometheus.wait_for('crmpulse_check_success{check="journey"} == 1')
     prometheus.wait_for('crmpulse_check_success{check="protections"} == 1')
