@@ -27,7 +27,7 @@ import logging
 import math
 import secrets
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -146,6 +146,7 @@ class SyncPairRunner:
         self.early: OrderedDict[str, float] = OrderedDict()  # events that beat the create's reply
         self.subscription: Session | None = None
         self.leftovers: list[Session] = []  # runs whose deletes failed: retried at stop
+        self.observations: deque[float] = deque(maxlen=100)  # recent lags, for the landing page
         self.tasks: set[asyncio.Task[Any]] = set()
         self.loop_task: asyncio.Task[None] | None = None
         self.max_in_flight = math.ceil(pair.sla / pair.interval) + 1
@@ -254,6 +255,7 @@ class SyncPairRunner:
         return session, {**context, **variables, **result.values}, written
 
     def _observe(self, lag: float) -> None:
+        self.observations.append(max(0.0, lag))
         self.metrics.observed.labels(*self.labels).observe(max(0.0, lag))
         self.metrics.seen.labels(*self.labels).inc()
         self.metrics.last_success.labels(*self.labels).set(time.time())

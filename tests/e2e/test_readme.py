@@ -27,9 +27,9 @@ def test_crmpulse_demo_prints_the_operation_table_and_exits_0() -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     table = run.stdout.split("Running each operation", 1)[1]
     rows = [line for line in table.splitlines() if re.match(r"^[a-z_]+\s+[a-z_]+\s+\d{3}\s", line)]
-    assert len(rows) == 17
+    assert len(rows) == 19
     assert all(line.rstrip().split("  ")[-1].strip().startswith("ok") for line in rows)
-    assert "records created 3, deleted 3, left 0" in run.stdout
+    assert "records created 4, deleted 4, left 0" in run.stdout
 
 
 def test_help_lists_every_verb_with_a_description() -> None:

@@ -30,7 +30,7 @@ def test_the_smoke_journey_runs_every_operation_and_leaves_nothing(crm: SandboxP
         report = client.cleanup()
     assert [r.result.ok for r in results] == [True] * len(loaded.profile.smoke)
     assert {r.result.operation for r in results} == set(loaded.profile.operations)
-    assert (report.created, report.left) == (3, 0)
+    assert (report.created, report.left) == (4, 0)
     assert marked_contacts(crm, "crmpulse-demo") == 0
 
 
