@@ -68,7 +68,9 @@ probes:
       interval: 1h
       sla: 120s
       create: {create}
-      update: {{operation: update_contact, with: {{id: "{{{{ id }}}}", custom: {{hb: "{{{{ heartbeat }}}}"}}}}}}
+      update:
+        operation: update_contact
+        with: {{id: "{{{{ id }}}}", custom: {{hb: "{{{{ heartbeat }}}}"}}}}
       read: {{operation: search_contacts, with: {{tag: "{{{{ marker }}}}"}}, value: "$.data[0].custom.hb"}}
       sweep: {sweep}
     - name: hook
@@ -110,11 +112,13 @@ async def run(args: argparse.Namespace, sandbox: str) -> None:
             canary.observations.clear()
             for _ in range(args.runs):
                 await canary.canary_once()
-            print(f"{'canary':10} {lag:8.1f}s  {verdict(statistics.mean(canary.observations), lag, tolerance)}")
+            measured = statistics.mean(canary.observations)
+            print(f"{'canary':10} {lag:8.1f}s  {verdict(measured, lag, tolerance)}")
             beat.observations.clear()
             for _ in range(args.runs):
                 await beat.heartbeat_once()
-            print(f"{'heartbeat':10} {lag:8.1f}s  {verdict(statistics.mean(beat.observations), lag, tolerance)}")
+            measured = statistics.mean(beat.observations)
+            print(f"{'heartbeat':10} {lag:8.1f}s  {verdict(measured, lag, tolerance)}")
         await admin.put("/admin/faults", json={"sync_lag_ms": 0})
         for delay in (0.0, 0.2, 1.0):
             await admin.put("/admin/faults", json={"webhook_delay_ms": delay * 1000})
