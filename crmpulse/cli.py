@@ -199,6 +199,17 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from loadtests.run import run_loadtest
+
+    from .config import load_config
+
+    loaded = load_config(args.config)
+    return run_loadtest(loaded, args.config, dry_run=args.dry_run, workers=args.workers,
+                        report_dir=args.report_dir, web=args.web,
+                        metrics_listen=args.metrics_listen, extra=args.locust_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crmpulse", formatter_class=_Formatter,
@@ -218,6 +229,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=200, help="contacts to seed the sandbox with")
     p.add_argument("--sync-lag", type=_duration, default=0.5, metavar="DURATION",
                    help="the sandbox's search sync lag (default 500ms)")
+
+    p = verb("loadtest", "run a load test on Locust: journeys, a load shape, SLO gates, a report; "
+             "exit 1 when a gate fails", cmd_loadtest)
+    _config_arg(p)
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (shape, peak users and rate, records, hosts) and send nothing")
+    p.add_argument("--workers", type=int, default=0,
+                   help="Locust worker processes on this machine (0: one process)")
+    p.add_argument("--report-dir", default="crmpulse-report", help="where reports are written")
+    p.add_argument("--web", action="store_true", help="open Locust's web UI instead of headless")
+    p.add_argument("--metrics-listen", default=None,
+                   help="host:port for live Prometheus metrics (default: loadtest.metrics_listen, "
+                   "127.0.0.1:9688; 'off' disables)")
+    p.add_argument("locust_args", nargs="*", metavar="-- LOCUST_ARGS",
+                   help="extra Locust options after --")
 
     p = verb("probe", "run the synthetic-probe exporter: scheduled checks on /metrics, "
              "on-demand probes on /probe", cmd_probe)

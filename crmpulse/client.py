@@ -205,6 +205,8 @@ class Session:
         # The demo and `call` fetch a fresh token for `authenticate`; probes reuse a
         # cached token until it nears expiry, as a real client would.
         self.force_authenticate = force_authenticate
+        # How the last reply was judged (ok, message): Locust marks its request with it.
+        self.verdict: tuple[bool, str] = (True, "")
         self.auth_elapsed = 0.0  # time spent fetching tokens, for journeys to report apart
 
     def variables(self, extra: dict[str, Any]) -> dict[str, Any]:
@@ -222,7 +224,9 @@ class Session:
                 headers.update(self.auth.headers())
             reply = yield replace(request, headers=headers)
             assert isinstance(reply, Reply)
+            self.verdict = (reply.status < 400, f"{request.operation}: status {reply.status}")
             if reply.status == 401 and request.auth and self.auth.refreshable and attempt == 1:
+                self.verdict = (False, f"{request.operation}: 401, token refreshed and retried")
                 self.auth.invalidate()
                 continue
             return reply
@@ -234,6 +238,7 @@ class Session:
         reply = yield token_request
         assert isinstance(reply, Reply)
         self.auth_elapsed += reply.elapsed
+        self.verdict = (reply.status == 200, f"authenticate: token endpoint answered {reply.status}")
         self.auth.accept_token(reply.status, reply.body)
         return reply
 
@@ -256,10 +261,12 @@ class Session:
         reply = yield from self.send(request)
         result = op.interpret(reply.status, reply.headers, reply.body)
         result.elapsed, result.body, result.headers = reply.elapsed, reply.body, reply.headers
+        self.verdict = (result.ok, result.message)
         while op.paginate and result.ok and result.next_page and result.pages < max_pages:
             request = request.next(result.next_page, op.paginate)
             reply = yield from self.send(request)
             page = op.interpret(reply.status, reply.headers, reply.body)
+            self.verdict = (page.ok, page.message)
             items = (result.items or []) + (page.items or [])
             page.elapsed, page.pages, page.items = result.elapsed + reply.elapsed, result.pages + 1, items
             page.values = {**result.values, **page.values}

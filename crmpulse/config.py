@@ -326,10 +326,16 @@ class LoadTest(Model):
          "manager_reporting": 1})
     shape: Shape = Shape()
     gates: Gates = Gates()
-    abort_on_breach: bool = False
+    abort_on_breach: bool = Field(False, description="stop the run when a gate is breached "
+                                  "after the grace period")
     grace: Duration = 30.0
-    abort_error_ratio: Ratio = 50.0
+    abort_error_ratio: Ratio = Field(50.0, description="safety: stop the run when this share "
+                                     "of requests fails")
     honour_retry_after: bool = True
+    max_retry_after: Duration = Field(30.0, description="longest Retry-After a user waits")
+    metrics_listen: str = Field("127.0.0.1:9688", description="host:port of the live metrics")
+    think_time: Duration = Field(1.0, description="mean pause between a user's tasks "
+                                 "(closed model)")
 
 
 class Config(Model):

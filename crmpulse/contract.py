@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "FAILURE_REASONS",
+    "LOADTEST_METRICS",
     "METRICS",
     "PHASES",
     "PROBE_METRICS",
@@ -127,6 +128,36 @@ SYNC_METRICS = (SYNC_LAG, SYNC_LAG_OBSERVED, SYNC_CREATED, SYNC_SEEN, SYNC_LOST,
                 SYNC_LAST_SUCCESS, SYNC_DELETED, SYNC_ORPHANS_FOUND, SYNC_ORPHANS_DELETED,
                 SYNC_DELETE_FAILURES, SYNC_ERRORS)
 
+# -- load tests (live, from `crmpulse loadtest`) ---------------------------------------------
+_LT = ("target", "kind", "name")
+LOADTEST_REQUESTS = Metric("crmpulse_loadtest_requests", "counter",
+                           "Load-test requests (kind=operation) and journey iterations "
+                           "(kind=journey), by result.", (*_LT, "result"))
+LOADTEST_DURATION = Metric("crmpulse_loadtest_request_duration_seconds", "histogram",
+                           "Load-test response times per operation or journey iteration "
+                           "(Locust's buckets).", _LT)
+LOADTEST_THROTTLED = Metric("crmpulse_loadtest_throttled", "counter",
+                            "Load-test requests answered 429 (throttling).", ("target", "name"))
+LOADTEST_USERS = Metric("crmpulse_loadtest_users", "gauge", "Simulated users running now.",
+                        ("target",))
+LOADTEST_TARGET_RPS = Metric("crmpulse_loadtest_target_rps", "gauge",
+                             "Request rate the load shape asks for (the safety cap when it "
+                             "sets none).", ("target",))
+LOADTEST_ACHIEVED_RPS = Metric("crmpulse_loadtest_achieved_rps", "gauge",
+                               "Request rate achieved over the last seconds.", ("target",))
+LOADTEST_RUNNING = Metric("crmpulse_loadtest_running", "gauge",
+                          "1 while a load test is running.", ("target",))
+LOADTEST_INFO = Metric("crmpulse_loadtest", "info", "The running load test's run id.",
+                       ("target", "run"))
+LOADTEST_GATE = Metric("crmpulse_loadtest_gate_threshold_seconds", "gauge",
+                       "Latency gate thresholds, to draw on dashboards.",
+                       ("target", "name", "quantile"))
+LOADTEST_GATE_PASSING = Metric("crmpulse_loadtest_gates_passing", "gauge",
+                               "1 while every gate passes (evaluated continuously).", ("target",))
+LOADTEST_METRICS = (LOADTEST_REQUESTS, LOADTEST_DURATION, LOADTEST_THROTTLED, LOADTEST_USERS,
+                    LOADTEST_TARGET_RPS, LOADTEST_ACHIEVED_RPS, LOADTEST_RUNNING, LOADTEST_INFO,
+                    LOADTEST_GATE, LOADTEST_GATE_PASSING)
+
 # -- the exporter itself ---------------------------------------------------------------
 BUILD_INFO = Metric("crmpulse_build", "info", "crmpulse version and Python version.",
                     ("version", "python"))
@@ -160,7 +191,7 @@ PROBE_STEP_DURATION = Metric("probe_crmpulse_step_duration_seconds", "gauge",
 PROBE_METRICS = (PROBE_SUCCESS, PROBE_DURATION, PROBE_HTTP_DURATION, PROBE_HTTP_STATUS,
                  PROBE_DNS_LOOKUP, PROBE_SSL_EXPIRY, PROBE_FAILURE, PROBE_STEP_DURATION)
 
-METRICS = (*SYNC_METRICS, CHECK_SUCCESS, CHECK_RUNS, CHECK_FAILURES, CHECK_DURATION, CHECK_PHASE,
+METRICS = (*SYNC_METRICS, *LOADTEST_METRICS, CHECK_SUCCESS, CHECK_RUNS, CHECK_FAILURES, CHECK_DURATION, CHECK_PHASE,
            CHECK_LAST_RUN, CHECK_STATUS_CODE, CHECK_OVERRUNS, JOURNEY_STEP_DURATION, JOURNEY_STEP_FAILURES,
            JOURNEY_AUTH_DURATION, TLS_EXPIRY, TLS_CHAIN_VALID, PROTECTION_HOLDS, BUILD_INFO,
            CONFIG_RELOAD_OK, CONFIG_RELOAD_TIME, CONFIG_RELOADS, SCRAPE_DURATION, CHECKS_CONFIGURED)

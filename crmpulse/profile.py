@@ -39,6 +39,7 @@ __all__ = [
     "OperationResult",
     "Profile",
     "RenderedRequest",
+    "SweepSpec",
     "compile_jsonpath",
     "load_profile",
 ]
@@ -275,6 +276,17 @@ class OperationResult:
         return self
 
 
+class SweepSpec(_Model):
+    """Find records carrying a marker (``{{ marker }}``) and delete each one."""
+
+    operation: str = Field(description="a paginated list operation filtered by the marker")
+    with_: dict[str, Any] = Field({}, alias="with")
+    delete: str = Field(description="the operation that deletes one listed record")
+    delete_with: dict[str, Any] = Field({"id": "{{ id }}"}, description="its variables, "
+                                        "rendered with the listed record's fields")
+    pages: int = Field(50, ge=1, le=10_000)
+
+
 class Profile(_Model):
     """A CRM described as operations; see docs/profiles.md."""
 
@@ -284,6 +296,8 @@ class Profile(_Model):
     operations: dict[str, Operation]
     smoke: list[Step] = Field(
         [], description="steps `crmpulse demo` runs to exercise every operation once")
+    sweep: list[SweepSpec] = Field(
+        [], description="how to find and delete marked records (load-test sweeps)")
 
     def model_post_init(self, __context: Any) -> None:
         for name, op in self.operations.items():
@@ -322,6 +336,11 @@ def load_profile(ref: str, base_dir: Path | None = None) -> Profile:
                 problems.append(doc.lines.problem(
                     ("operations", name, "cleanup", "operation"),
                     f'expected an operation of this profile, got "{op.cleanup.operation}"'))
+        for i, spec in enumerate(profile.sweep):
+            for key, name in (("operation", spec.operation), ("delete", spec.delete)):
+                if name not in profile.operations:
+                    problems.append(doc.lines.problem(
+                        ("sweep", i, key), f'expected an operation of this profile, got "{name}"'))
         for i, step in enumerate(profile.smoke):
             if step.operation not in profile.operations:
                 problems.append(doc.lines.problem(

@@ -27,7 +27,7 @@ def test_crmpulse_demo_prints_the_operation_table_and_exits_0() -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     table = run.stdout.split("Running each operation", 1)[1]
     rows = [line for line in table.splitlines() if re.match(r"^[a-z_]+\s+[a-z_]+\s+\d{3}\s", line)]
-    assert len(rows) == 19
+    assert len(rows) == 20
     assert all(line.rstrip().split("  ")[-1].strip().startswith("ok") for line in rows)
     assert "records created 4, deleted 4, left 0" in run.stdout
 

@@ -1,0 +1,52 @@
+"""Synthetic, realistic CRM data for load tests, marked with the run's marker.
+
+Names and titles look like a real customer base (so payloads and search terms are
+realistic), emails use the reserved ``crmpulse.example`` domain and embed the run
+marker, and every record carries the marker tag, so the end-of-run sweep finds all
+of them and nothing can be mistaken for a real customer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from typing import Any
+
+__all__ = ["Faker"]
+
+FIRST = ["Ava", "Liam", "Mia", "Noah", "Emma", "Lucas", "Sofia", "Mateo", "Olivia", "Elijah",
+         "Amara", "Kenji", "Priya", "Tomasz", "Ingrid", "Diego", "Chloe", "Yusuf", "Hana", "Omar"]
+LAST = ["Smith", "Garcia", "Muller", "Kowalski", "Tanaka", "Okafor", "Rossi", "Dubois",
+        "Johansson", "Patel", "Nguyen", "Silva", "Cohen", "Kim", "Haddad", "Novak"]
+TITLES = ["Head of Procurement", "CFO", "IT Manager", "Operations Lead", "VP Sales", "Buyer"]
+SUBJECTS = ["Renewal call", "Pricing follow-up", "Quarterly review", "Demo scheduled",
+            "Contract questions", "Onboarding check-in"]
+STAGES = ["qualification", "proposal", "negotiation"]
+_counter = itertools.count()
+
+
+class Faker:
+    def __init__(self, marker: str, seed: int | None = None) -> None:
+        self.marker = marker
+        self.rng = random.Random(seed)
+
+    def last_name(self) -> str:
+        return self.rng.choice(LAST)
+
+    def contact(self) -> dict[str, Any]:
+        first, last = self.rng.choice(FIRST), self.rng.choice(LAST)
+        n = next(_counter)
+        return {"first_name": first, "last_name": last, "title": self.rng.choice(TITLES),
+                "email": f"{first.lower()}.{last.lower()}.{n}.{self.marker}@crmpulse.example",
+                "tags": [self.marker]}
+
+    def deal(self, **extra: Any) -> dict[str, Any]:
+        return {"name": f"{self.rng.choice(LAST)} renewal", "amount": self.rng.randint(5, 500) * 100,
+                "stage": "prospecting", "tags": [self.marker], **extra}
+
+    def activity(self, **extra: Any) -> dict[str, Any]:
+        return {"kind": self.rng.choice(["call", "email", "meeting", "note"]),
+                "subject": self.rng.choice(SUBJECTS), "tags": [self.marker], **extra}
+
+    def stage(self) -> str:
+        return self.rng.choice(STAGES)
