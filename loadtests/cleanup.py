@@ -9,6 +9,7 @@ more to count what is left (expected: 0). None of this traffic is in the statist
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,10 +40,8 @@ def clean_sessions(loaded: LoadedConfig, sessions: list[Session]) -> dict[str, i
     with Client(loaded) as client:
         for session in sessions:
             if session.ledger.pending:
-                try:
+                with contextlib.suppress(TransportError):
                     client.run(session.cleanup())
-                except TransportError:
-                    pass
             report = session.ledger.report
             created += report.created
             deleted += report.deleted

@@ -129,7 +129,7 @@ class CRMUser(FastHttpUser):
         gevent.sleep(min(max(0.0, seconds), loadtest.max_retry_after))
 
 
-class journey_timer:  # noqa: N801 - used as a context manager, reads like a statement
+class journey_timer:
     """Record a whole journey iteration as one Locust entry (request type ``journey``).
 
         with journey_timer(self, "sales_rep") as journey:

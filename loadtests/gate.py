@@ -15,7 +15,7 @@ from locust.stats import RequestStats, StatsEntry
 
 from crmpulse.config import Gate, Gates
 
-__all__ = ["GateResult", "PERCENTILE_NOTE", "evaluate", "operation_entries", "percentile"]
+__all__ = ["PERCENTILE_NOTE", "GateResult", "evaluate", "operation_entries", "percentile"]
 
 PERCENTILE_NOTE = (
     "Percentiles are computed from Locust's response-time buckets, which round each "

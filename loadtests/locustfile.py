@@ -26,15 +26,15 @@ from locust.runners import MasterRunner, WorkerRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `locust -f` from a checkout
 
-from crmpulse import ConfigError  # noqa: E402
-from loadtests.cleanup import CleanupTotals, clean_sessions, sweep_marker  # noqa: E402
-from loadtests.context import context  # noqa: E402
-from loadtests.gate import PERCENTILE_NOTE, evaluate, operation_entries, percentile  # noqa: E402
-from loadtests.journeys import JOURNEYS  # noqa: E402
-from loadtests.metrics import LoadTestCollector  # noqa: E402
-from loadtests.report import verdict_of, write_reports  # noqa: E402
-from loadtests.safety import check, make_plan  # noqa: E402
-from loadtests.shapes import CRMShape, plan_stages  # noqa: E402
+from crmpulse import ConfigError
+from loadtests.cleanup import CleanupTotals, clean_sessions, sweep_marker
+from loadtests.context import context
+from loadtests.gate import PERCENTILE_NOTE, evaluate, operation_entries, percentile
+from loadtests.journeys import JOURNEYS
+from loadtests.metrics import LoadTestCollector
+from loadtests.report import verdict_of, write_reports
+from loadtests.safety import check, make_plan
+from loadtests.shapes import CRMShape, plan_stages
 
 
 def _option(name: str) -> str | None:
@@ -49,8 +49,8 @@ def _option(name: str) -> str | None:
 try:
     CTX = context(_option("--crmpulse-config"))
 except ConfigError as exc:
-    for problem in exc.problems:
-        print(str(problem), file=sys.stderr)
+    for located in exc.problems:
+        print(str(located), file=sys.stderr)
     print(f"crmpulse: {len(exc.problems)} problem(s) in the config", file=sys.stderr)
     sys.exit(2)
 
@@ -93,7 +93,8 @@ def _options(parser: Any) -> None:
 def _init(environment: Any, **_: Any) -> None:
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
-        runner.register_message("crmpulse_rate", lambda msg, **kw: CTX.pacer.set_rate(float(msg.data)))
+        runner.register_message("crmpulse_rate",
+                                lambda msg, **kw: CTX.pacer.set_rate(float(msg.data["rate"])))
         return
     if isinstance(runner, MasterRunner):
         def on_cleanup(msg: Any, **kw: Any) -> None:
@@ -170,7 +171,7 @@ def _monitor(environment: Any) -> None:
         STATE["target_rps"] = rate
         if isinstance(runner, MasterRunner):
             workers = max(1, runner.worker_count)
-            runner.send_message("crmpulse_rate", rate / workers)
+            runner.send_message("crmpulse_rate", {"rate": rate / workers})
         else:
             CTX.pacer.set_rate(rate)
         t = time.monotonic() - STATE["started"]

@@ -32,7 +32,7 @@ class LoadTestCollector:
         self.bounds = duration_buckets([t for _, _, t in thresholds])
 
     def register(self, registry: CollectorRegistry) -> None:
-        registry.register(self)  # type: ignore[arg-type]
+        registry.register(self)
 
     def collect(self) -> Iterator[Any]:
         c = contract

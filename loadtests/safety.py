@@ -44,7 +44,7 @@ class Plan:
                  + (f"target rate up to {self.peak_rps:g} req/s" if self.peak_rps
                     else "closed model (users with think time)")
                  + f", hard cap {self.rate_cap:g} req/s",
-                 f"  journeys (weight): " + ", ".join(f"{k} ({v})" for k, v in self.journeys.items()),
+                 "  journeys (weight): " + ", ".join(f"{k} ({v})" for k, v in self.journeys.items()),
                  f"  about {self.requests:,} requests; about {self.records:,} records created, "
                  "every one deleted at the end",
                  "  stages (until, users, spawn rate, target rate):"]
