@@ -10,6 +10,7 @@ more to count what is left (expected: 0). None of this traffic is in the statist
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,12 +35,40 @@ class CleanupTotals:
             setattr(self, key, getattr(self, key) + int(other.get(key, 0)))
 
 
+#: Pauses between cleanup rounds when the CRM throttles (429) or stumbles: the run may
+#: have driven it into rate limiting, and cleanup must still finish.
+RETRY_PAUSES = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def _pause(result: Any, attempt: int) -> float:
+    retry_after = (result.headers or {}).get("retry-after") or (result.headers or {}).get("Retry-After")
+    try:
+        return min(10.0, float(retry_after)) if retry_after else RETRY_PAUSES[attempt]
+    except ValueError:
+        return RETRY_PAUSES[attempt]
+
+
+def _call(client: Client, operation: str, max_pages: int = 1, **variables: Any) -> Any:
+    """Call with retries on 429 and 5xx (honouring Retry-After)."""
+    for attempt in range(len(RETRY_PAUSES) + 1):
+        result = client.call(operation, max_pages=max_pages, **variables)
+        retryable = result.status == 429 or result.status >= 500 or result.reason in (
+            "timeout", "connect")
+        if result.ok or not retryable or attempt == len(RETRY_PAUSES):
+            return result
+        time.sleep(_pause(result, attempt))
+    return result
+
+
 def clean_sessions(loaded: LoadedConfig, sessions: list[Session]) -> dict[str, int]:
     """Delete what the users of this process left; returns created/deleted/failed counts."""
     created = deleted = failed = 0
     with Client(loaded) as client:
         for session in sessions:
-            if session.ledger.pending:
+            for pause in (0.0, *RETRY_PAUSES):
+                if not session.ledger.pending:
+                    break
+                time.sleep(pause)
                 with contextlib.suppress(TransportError):
                     client.run(session.cleanup())
             report = session.ledger.report
@@ -51,7 +80,7 @@ def clean_sessions(loaded: LoadedConfig, sessions: list[Session]) -> dict[str, i
 
 def _list(client: Client, spec: Any, marker: str) -> list[dict[str, Any]]:
     variables = render(spec.with_, {**client.session.variables({}), "marker": marker})
-    result = client.call(spec.operation, max_pages=spec.pages, **variables)
+    result = _call(client, spec.operation, max_pages=spec.pages, **variables)
     if not result.ok:
         raise TransportError(result.message or f"{spec.operation} failed", result.reason or "status")
     return [item for item in result.items or [] if isinstance(item, dict)]
@@ -65,7 +94,7 @@ def sweep_marker(loaded: LoadedConfig, marker: str, totals: CleanupTotals) -> No
             try:
                 for item in _list(client, spec, marker):
                     variables = render(spec.delete_with, {**item, "marker": marker})
-                    result = client.call(spec.delete, **variables)
+                    result = _call(client, spec.delete, **variables)
                     if result.ok or result.status == 404:
                         totals.swept += 1
                     else:
