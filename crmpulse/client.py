@@ -21,7 +21,7 @@ import ssl
 import time
 from collections.abc import Generator, Iterable
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -216,13 +216,15 @@ class Session:
 
     def send(self, request: RenderedRequest) -> Flow:
         """Send with credentials; fetch a token first when needed; retry once on 401."""
+        own_headers = request.headers
         for attempt in (1, 2):
             if request.auth and self.auth.needs_token():
                 yield from self.fetch_token()
-            headers = {**self.target.headers, **request.headers}
+            headers = {**self.target.headers, **own_headers} if self.target.headers else dict(own_headers)
             if request.auth:
                 headers.update(self.auth.headers())
-            reply = yield replace(request, headers=headers)
+            request.headers = headers  # the request is this flow's own: no copy needed
+            reply = yield request
             assert isinstance(reply, Reply)
             self.verdict = (reply.status < 400, f"{request.operation}: status {reply.status}")
             if reply.status == 401 and request.auth and self.auth.refreshable and attempt == 1:

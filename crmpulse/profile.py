@@ -21,16 +21,16 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, urljoin
+from urllib.parse import urljoin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
 from ._exceptions import ConfigError, OperationError
-from ._types import JSONPathStr, compile_jsonpath
+from ._types import JSONPathStr, compile_jsonpath, first_match
 from ._validate import validate_document
 from ._yamlfile import load_yaml
 from .steps import Step
-from .templates import MISSING, placeholders, render
+from .templates import MISSING, placeholders, render, render_path
 
 __all__ = [
     "BUILTIN_PROFILES",
@@ -119,6 +119,7 @@ class Operation(_Model):
 
     # name is filled in by Profile so results and Locust stats group by operation
     name: str = Field("", exclude=True)
+    _needs_headers: bool = PrivateAttr(True)
 
     def variables(self) -> set[tuple[str, bool]]:
         return placeholders([self.path, self.query, self.headers, self.json_body, self.form])
@@ -126,19 +127,20 @@ class Operation(_Model):
     def render(self, base_url: str, variables: dict[str, Any]) -> RenderedRequest:
         """Build the request; raise OperationError when a required variable is missing."""
         try:
-            path = render(self.path, {k: _quote_path(v) for k, v in variables.items()})
-            query = render(self.query, variables)
-            headers = render(self.headers, variables)
+            path = render_path(self.path, variables)
+            query = render(self.query, variables) if self.query else {}
+            headers = render(self.headers, variables) if self.headers else {}
             body = render(self.json_body, variables) if self.json_body is not None else None
             form = render(self.form, variables) if self.form is not None else None
         except OperationError as exc:
             raise OperationError(f"operation {self.name}: {exc}") from None
-        url = path if re.match(r"https?://", str(path)) else urljoin(
-            base_url.rstrip("/") + "/", str(path).lstrip("/"))
+        if path.startswith(("http://", "https://")):
+            url = path
+        else:  # plain concatenation: urljoin is slow on a hot path, and paths are relative
+            url = base_url.rstrip("/") + "/" + path.lstrip("/")
         return RenderedRequest(
-            operation=self.name, method=self.method, url=url,
-            params={k: v for k, v in query.items() if v is not MISSING},
-            headers={k: str(v) for k, v in headers.items()},
+            operation=self.name, method=self.method, url=url, params=query,
+            headers={k: str(v) for k, v in headers.items()} if headers else {},
             json=body, form=form, auth=self.auth)
 
     def accepts(self, status: int) -> bool:
@@ -169,7 +171,8 @@ class Operation(_Model):
                 result.message = (f"{self.name}: expected a JSON body, "
                                   f"got {len(body)} bytes of other content")
                 return result
-        lower_headers = {k.lower(): v for k, v in headers.items()}
+        lower_headers = ({k.lower(): v for k, v in headers.items()} if self._needs_headers
+                         else {})
         for name, extractor in self.extract.items():
             if extractor == "status":
                 result.values[name] = status
@@ -184,14 +187,14 @@ class Operation(_Model):
             else:
                 # A value that is absent is simply not extracted (an empty search is a
                 # valid answer); the step that needs it fails when it tries to save it.
-                matches = compile_jsonpath(extractor).find(document)
-                if matches:
-                    result.values[name] = matches[0].value
+                found = first_match(extractor, document)
+                if found is not MISSING:
+                    result.values[name] = found
         if self.paginate is not None:
-            items = compile_jsonpath(self.paginate.items).find(document)
-            if not items or not isinstance(items[0].value, list):
+            items = first_match(self.paginate.items, document)
+            if not isinstance(items, list):
                 return result.fail("assertion", f"{self.name}: expected a list at {self.paginate.items}")
-            result.items = items[0].value
+            result.items = items
             result.next_page = self._next_page(document, lower_headers, result.items)
         return result
 
@@ -201,8 +204,8 @@ class Operation(_Model):
         if p.style in ("cursor", "link"):
             value = None
             if p.next:
-                found = compile_jsonpath(p.next).find(document)
-                value = found[0].value if found else None
+                value = first_match(p.next, document)
+                value = None if value is MISSING else value
             if value is None and p.style == "link":
                 value = _link_next(headers.get("link", ""))
             if value in (None, ""):
@@ -302,6 +305,9 @@ class Profile(_Model):
     def model_post_init(self, __context: Any) -> None:
         for name, op in self.operations.items():
             object.__setattr__(op, "name", name)
+            object.__setattr__(op, "_needs_headers", any(
+                e.startswith("header:") for e in op.extract.values()) or bool(
+                op.paginate and op.paginate.style == "link"))
 
     def operation(self, name: str) -> Operation:
         try:
@@ -349,10 +355,6 @@ def load_profile(ref: str, base_dir: Path | None = None) -> Profile:
     if problems or profile is None:
         raise ConfigError(problems)
     return profile
-
-
-def _quote_path(value: Any) -> Any:
-    return quote(value, safe="") if isinstance(value, str) else value
 
 
 def _link_next(header: str) -> str | None:

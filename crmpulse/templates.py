@@ -16,16 +16,18 @@ milliseconds), ``now_unix`` (seconds as a float).
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from ._exceptions import OperationError
 
-__all__ = ["MISSING", "placeholders", "render"]
+__all__ = ["MISSING", "placeholders", "render", "render_path"]
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)(\?)?\s*\}\}")
 
@@ -96,15 +98,46 @@ def _lookup(name: str, optional: bool, variables: Mapping[str, Any]) -> Any:
     return value
 
 
-def _render_str(template: str, variables: Mapping[str, Any]) -> Any:
+@functools.lru_cache(maxsize=4096)
+def _parse(template: str) -> tuple[tuple[str, str, bool], ...] | tuple[str, bool] | None:
+    """Split a template once: None (no placeholder), (name, optional) for a whole-string
+    placeholder, or a tuple of (literal, name, optional) parts."""
     if "{{" not in template:
-        return template
+        return None
     whole = _PLACEHOLDER.fullmatch(template.strip())
     if whole:
-        return _lookup(whole.group(1), bool(whole.group(2)), variables)
+        return (whole.group(1), bool(whole.group(2)))
+    parts, pos = [], 0
+    for match in _PLACEHOLDER.finditer(template):
+        parts.append((template[pos:match.start()], match.group(1), bool(match.group(2))))
+        pos = match.end()
+    parts.append((template[pos:], "", False))
+    return tuple(parts)
 
-    def substitute(match: re.Match[str]) -> str:
-        value = _lookup(match.group(1), bool(match.group(2)), variables)
-        return "" if value is MISSING else str(value)
 
-    return _PLACEHOLDER.sub(substitute, template)
+def _render_str(template: str, variables: Mapping[str, Any],
+                transform: Callable[[Any], Any] | None = None) -> Any:
+    parsed = _parse(template)
+    if parsed is None:
+        return template
+    if isinstance(parsed[0], str):  # the whole string is one placeholder
+        name, optional = parsed
+        value = _lookup(name, optional, variables)
+        return value if transform is None or value is MISSING else transform(value)
+    out = []
+    for literal, name, optional in parsed:
+        out.append(literal)
+        if name:
+            value = _lookup(name, optional, variables)
+            if value is not MISSING:
+                out.append(str(transform(value) if transform else value))
+    return "".join(out)
+
+
+def render_path(template: str, variables: Mapping[str, Any]) -> str:
+    """Render a URL path: every interpolated value is URL-quoted (``a/b`` -> ``a%2Fb``)."""
+    return str(_render_str(template, variables, _quote))
+
+
+def _quote(value: Any) -> Any:
+    return quote(value, safe="") if isinstance(value, str) else value

@@ -140,7 +140,7 @@ def test_the_safety_cap_limits_the_request_rate(crm: SandboxProcess, tmp_path: P
 def test_429s_count_as_throttling(crm: SandboxProcess, tmp_path: Path) -> None:
     crm.faults(rate_limit_rps=20, retry_after_s=1)
     body = config(crm.url, gates="{global: {error_ratio: 100}}")
-    proc, data = run(tmp_path, body)
+    _, data = run(tmp_path, body)
     throttled = [e for e in data["errors"] if e["error"].startswith("throttled (429)")]
     assert throttled, data["errors"]
     assert max(p["throttled_per_s"] for p in data["timeline"]) > 0
