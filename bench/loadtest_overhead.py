@@ -10,7 +10,7 @@ loopback) in the same run:
 
 Printed: each rate and crmpulse's as a ratio of plain Locust's (goal: at least 0.8).
 
-    python bench/loadtest_overhead.py [--seconds 15] [--users 20]
+    python bench/loadtest_overhead.py [--seconds 10] [--users 20] [--rounds 3]
 
 Needs the Debian packages nginx and wrk. Traffic stays on 127.0.0.1.
 """
@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,8 +78,9 @@ def locust_rate(args: list[str], folder: Path, name: str, seconds: int, users: i
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     for tool in ("nginx", "wrk"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
@@ -102,24 +104,34 @@ loadtest:
   metrics_listen: "off"
   shape: {{kind: soak, users: {args.users}, duration: {args.seconds}s, spawn_rate: {args.users}}}
 """)
-        env = {**os.environ, "CRMPULSE_PROGRESS": "0", "CRMPULSE_REPORT_DIR": str(folder / "report")}
-        env["CRMPULSE_CONFIG"] = str(folder / "crmpulse.yaml")
-        crm = locust_rate(["-f", str(REPO / "loadtests" / "locustfile.py"), "--crmpulse-config",
-                           str(folder / "crmpulse.yaml")], folder, "crmpulse", args.seconds,
-                          args.users, env)
-        plain = locust_rate(["-f", str(REPO / "bench" / "loadtest" / "plain_locustfile.py"), "--host", base],
-                            folder, "plain", args.seconds, args.users, env)
+        env = {**os.environ, "CRMPULSE_PROGRESS": "0", "CRMPULSE_REPORT_DIR": str(folder / "report"),
+               "CRMPULSE_CONFIG": str(folder / "crmpulse.yaml")}
+        crm_runs, plain_runs = [], []
+        for round_ in range(args.rounds):  # alternate, so drift on a shared machine hits both
+            crm_runs.append(locust_rate(
+                ["-f", str(REPO / "loadtests" / "locustfile.py"), "--crmpulse-config",
+                 str(folder / "crmpulse.yaml")], folder, f"crmpulse{round_}", args.seconds,
+                args.users, env))
+            plain_runs.append(locust_rate(
+                ["-f", str(REPO / "bench" / "loadtest" / "plain_locustfile.py"), "--host", base],
+                folder, f"plain{round_}", args.seconds, args.users, env))
         out = subprocess.run(["wrk", "-t1", f"-c{args.users}", f"-d{args.seconds}s",
                               f"{base}/api/v1/contacts/c1"], capture_output=True, text=True).stdout
         ceiling = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     finally:
         nginx.terminate()
         nginx.wait(timeout=10)
-    print(f"one process, {args.users} users, {args.seconds}s against nginx canned JSON on loopback")
-    print(f"{'crmpulse journey (support_agent)':36} {crm:9.0f} req/s")
-    print(f"{'plain Locust FastHttpUser (peer)':36} {plain:9.0f} req/s")
+    crm, plain = statistics.median(crm_runs), statistics.median(plain_runs)
+    ratios = [c / p for c, p in zip(crm_runs, plain_runs, strict=True)]
+    print(f"one process, {args.users} users, {args.rounds} alternating rounds of {args.seconds}s "
+          "against nginx canned JSON on loopback (medians)")
+    print(f"{'crmpulse journey (support_agent)':36} {crm:9.0f} req/s  rounds: "
+          + ", ".join(f"{r:.0f}" for r in crm_runs))
+    print(f"{'plain Locust FastHttpUser (peer)':36} {plain:9.0f} req/s  rounds: "
+          + ", ".join(f"{r:.0f}" for r in plain_runs))
     print(f"{'wrk, one thread (ceiling)':36} {ceiling:9.0f} req/s")
-    print(f"ratio crmpulse/plain Locust: {crm / plain:.2f} (goal >= 0.80); "
+    print(f"ratio crmpulse/plain Locust: {statistics.median(ratios):.2f} median of rounds "
+          f"({', '.join(f'{r:.2f}' for r in ratios)}; goal >= 0.80); "
           f"plain Locust/wrk: {plain / ceiling:.2f}")
     return 0
 

@@ -19,7 +19,7 @@ import json
 import socket
 import ssl
 import time
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +55,7 @@ __all__ = [
 @dataclass
 class Reply:
     status: int
-    headers: dict[str, str]
+    headers: Mapping[str, str]
     body: bytes
     elapsed: float = 0.0
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -150,7 +151,7 @@ class Operation(_Model):
                 return True
         return False
 
-    def interpret(self, status: int, headers: dict[str, str], body: bytes) -> OperationResult:
+    def interpret(self, status: int, headers: Mapping[str, str], body: bytes) -> OperationResult:
         """Turn a response into an OperationResult: success, extracted values, next page."""
         result = OperationResult(operation=self.name, status=status)
         if not self.accepts(status):
@@ -272,7 +273,7 @@ class OperationResult:
     elapsed: float = 0.0
     pages: int = 1
     body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def fail(self, reason: str, message: str) -> OperationResult:
         self.ok, self.reason, self.message = False, reason, message

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -75,7 +76,7 @@ _TYPES: dict[str, Any] = {"string": str, "boolean": bool, "array": list, "object
                           "null": type(None)}
 
 
-def evaluate_expect(expect: Expect, status: int, headers: dict[str, str],
+def evaluate_expect(expect: Expect, status: int, headers: Mapping[str, str],
                     body: bytes) -> str | None:
     """Return a specific failure message, or None when every assertion holds."""
     if expect.status is not None and status not in expect.status:

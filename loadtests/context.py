@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -34,27 +33,25 @@ class Pacer:
     so no process ever exceeds the cap, and a target rate is held when users suffice.
     """
 
+    # No lock: users are gevent greenlets, which never switch inside this pure-Python code.
+
     def __init__(self, rate: float) -> None:
         self.rate = rate
         self.tokens = min(rate, 1.0)
         self.stamp = time.monotonic()
-        self.lock = threading.Lock()
 
     def set_rate(self, rate: float) -> None:
-        with self.lock:
-            self.rate = max(0.001, rate)
+        self.rate = max(0.001, rate)
 
     def acquire(self) -> None:
         while True:
-            with self.lock:
-                now = time.monotonic()
-                self.tokens = min(max(1.0, self.rate / 10), self.tokens + (now - self.stamp) * self.rate)
-                self.stamp = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                wait = (1 - self.tokens) / self.rate
-            gevent.sleep(wait)
+            now = time.monotonic()
+            self.tokens = min(max(1.0, self.rate / 10), self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return
+            gevent.sleep((1 - self.tokens) / self.rate)
 
 
 @dataclass
