@@ -117,6 +117,7 @@ PROBE_CONTEXT: ContextVar[ProbeContext | None] = ContextVar("crmpulse_probe", de
 
 
 Flow = Generator["RenderedRequest | Sleep", "Reply | None", Any]
+_OK = (True, "")
 
 
 @dataclass
@@ -210,6 +211,8 @@ class Session:
         self.auth_elapsed = 0.0  # time spent fetching tokens, for journeys to report apart
 
     def variables(self, extra: dict[str, Any]) -> dict[str, Any]:
+        if not self.profile.variables and not self.target.variables:
+            return extra
         return {**self.profile.variables, **self.target.variables, **extra}
 
     # -- flows -----------------------------------------------------------------------
@@ -226,7 +229,8 @@ class Session:
             request.headers = headers  # the request is this flow's own: no copy needed
             reply = yield request
             assert isinstance(reply, Reply)
-            self.verdict = (reply.status < 400, f"{request.operation}: status {reply.status}")
+            self.verdict = _OK if reply.status < 400 else (
+                False, f"{request.operation}: status {reply.status}")
             if reply.status == 401 and request.auth and self.auth.refreshable and attempt == 1:
                 self.verdict = (False, f"{request.operation}: 401, token refreshed and retried")
                 self.auth.invalidate()
@@ -240,7 +244,8 @@ class Session:
         reply = yield token_request
         assert isinstance(reply, Reply)
         self.auth_elapsed += reply.elapsed
-        self.verdict = (reply.status == 200, f"authenticate: token endpoint answered {reply.status}")
+        self.verdict = _OK if reply.status == 200 else (
+            False, f"authenticate: token endpoint answered {reply.status}")
         self.auth.accept_token(reply.status, reply.body)
         return reply
 
