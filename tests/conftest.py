@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# Unit tests import Locust's stats classes; importing locust would otherwise gevent-
+# monkey-patch this whole pytest process (and the asyncio tests running in it). Real
+# Locust runs are subprocesses, which the load-test tests start without this variable.
+os.environ.setdefault("LOCUST_SKIP_MONKEY_PATCH", "1")
+
 from collections.abc import Iterator
 
 import httpx

@@ -15,7 +15,8 @@ import pytest
 
 from tests.helpers import PrometheusProcess, SandboxProcess, free_port, write_config
 
-ENV = {**os.environ, "CRMPULSE_CLIENT_SECRET": "sandbox-secret", "CRMPULSE_PROGRESS": "1"}
+ENV = {**{k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"},
+       "CRMPULSE_CLIENT_SECRET": "sandbox-secret", "CRMPULSE_PROGRESS": "1"}
 
 
 def config(url: str, shape: str = "{kind: peak_season, users: 3, multiple: 2, duration: 10s}",
