@@ -210,6 +210,22 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
                         metrics_listen=args.metrics_listen, extra=args.locust_args)
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from alerts.generate import explain, generate
+
+    from .config import load_config
+
+    loaded = load_config(args.config)
+    if args.explain:
+        print(explain(loaded))
+        return EXIT_OK
+    written = generate(loaded, Path(args.out), kubernetes=args.kubernetes)
+    print(f"Wrote {len(written)} files to {args.out}: " + ", ".join(sorted(written)))
+    print(f"Check them: promtool check rules {args.out}/*.rules.yml && "
+          f"promtool test rules {args.out}/tests/*.test.yml")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crmpulse", formatter_class=_Formatter,
@@ -244,6 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "127.0.0.1:9688; 'off' disables)")
     p.add_argument("locust_args", nargs="*", metavar="-- LOCUST_ARGS",
                    help="extra Locust options after --")
+
+    p = verb("alerts", "generate Prometheus rules (SLO burn rates, companions), their promtool "
+             "tests, Grafana alert rules and an Alertmanager example", cmd_alerts)
+    _config_arg(p)
+    p.add_argument("--out", default="out/alerts", help="directory to write to")
+    p.add_argument("--kubernetes", action="store_true", help="also write a PrometheusRule")
+    p.add_argument("--explain", action="store_true",
+                   help="print the detection table (time to page/ticket per outage size) and exit")
 
     p = verb("probe", "run the synthetic-probe exporter: scheduled checks on /metrics, "
              "on-demand probes on /probe", cmd_probe)

@@ -338,6 +338,17 @@ class LoadTest(Model):
                                  "(closed model)")
 
 
+class Alerting(Model):
+    """How generated alerts point people at help."""
+
+    runbook_base_url: str = Field(
+        "https://github.com/crmpulse/crmpulse/blob/main/alerts/runbooks",
+        description="runbook_url = this + /<AlertName>.md")
+    dashboard_url: str = Field("/d/crmpulse-overview", description="linked from descriptions")
+    stall_for: Duration = Field(300.0, description="sync lag above threshold this long: page")
+    absent_for: Duration = Field(300.0, description="no probe results this long: page")
+
+
 class Config(Model):
     version: Literal[1] = 1
     target: Target
@@ -346,6 +357,7 @@ class Config(Model):
     slos: list[SLO] = []
     probes: Probes = Probes()
     loadtest: LoadTest = LoadTest()
+    alerting: Alerting = Alerting()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,171 @@
+"""`crmpulse alerts`: rules pass promtool, their generated tests pass (and can fail), runbooks exist."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alerts.rules import ALERT_NAMES
+from crmpulse.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+RUNBOOKS = REPO / "alerts" / "runbooks"
+
+
+def example_config(tmp_path: Path) -> Path:
+    """The starter config, plus a TLS check so every companion alert is generated."""
+    text = (REPO / "crmpulse" / "starter.yaml").read_text()
+    text = text.replace("  sync:\n", "    - {name: certificate, kind: tls, interval: 1h, host: 127.0.0.1, port: 8443}\n  sync:\n", 1)
+    path = tmp_path / "crmpulse.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("alerts")
+    import os
+
+    os.environ.setdefault("CRMPULSE_CLIENT_SECRET", "sandbox-secret")
+    assert main(["alerts", "--config", str(example_config(folder)), "--out", str(folder / "out"),
+                 "--kubernetes"]) == 0
+    return folder / "out"
+
+
+def rules_of(out: Path) -> list[dict]:
+    return [rule for path in out.glob("*.rules.yml")
+            for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"]]
+
+
+def test_promtool_check_rules_passes(generated: Path) -> None:
+    run = subprocess.run(["promtool", "check", "rules", *map(str, sorted(generated.glob("*.rules.yml")))],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "SUCCESS" in run.stdout
+
+
+def test_the_generated_rule_tests_pass_in_promtool(generated: Path) -> None:
+    files = sorted((generated / "tests").glob("*.test.yml"))
+    assert len(files) >= 6
+    procs = [(f, subprocess.Popen(["promtool", "test", "rules", str(f)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)) for f in files]
+    for path, proc in procs:
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, f"{path.name}:\n{out[-3000:]}"
+
+
+def test_the_tests_include_must_not_fire_cases_and_a_two_minute_outage_page(generated: Path) -> None:
+    doc = yaml.safe_load((generated / "tests" / "slo-availability-fast.test.yml").read_text())
+    outage = next(t for t in doc["tests"] if "full outage" in t["name"])
+    history = 360
+    firing = [int(r["eval_time"][:-1]) - history for r in outage["alert_rule_test"] if r["exp_alerts"]]
+    silent = [int(r["eval_time"][:-1]) - history for r in outage["alert_rule_test"] if not r["exp_alerts"]]
+    assert firing == [2] and silent == [0]  # silent as the outage begins, paging 2 minutes in
+    slow = yaml.safe_load((generated / "tests" / "slo-availability-slow.test.yml").read_text())
+    names = [t["name"] for t in doc["tests"] + slow["tests"]]
+    for expected in ("5.00% errors pages", "1.00% errors pages", "0.50% errors ticket and never page",
+                     "0.090% errors (under budget) stay silent", "recovery resolves the page",
+                     "no traffic fires the companion"):
+        assert any(expected in n for n in names), expected
+
+
+def test_a_broken_rule_makes_its_generated_test_fail(generated: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "out"
+    (broken / "tests").mkdir(parents=True)
+    for path in generated.glob("*.rules.yml"):
+        (broken / path.name).write_text(path.read_text().replace("(14.4 * 0.001)", "(50.0 * 0.001)"))
+    test = generated / "tests" / "slo-availability-fast.test.yml"
+    (broken / "tests" / test.name).write_text(test.read_text())
+    run = subprocess.run(["promtool", "test", "rules", str(broken / "tests" / test.name)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode != 0 and "FAILED" in run.stdout + run.stderr
+
+
+def test_every_alert_has_the_house_shape_and_a_runbook(generated: Path) -> None:
+    alerts = [r for r in rules_of(generated) if "alert" in r]
+    assert {a["alert"] for a in alerts} == set(ALERT_NAMES)  # the example config covers them all
+    for alert in alerts:
+        assert re.fullmatch(r"Crm[A-Z][A-Za-z]+", alert["alert"])
+        assert alert["labels"]["severity"] in ("critical", "warning")
+        assert "{{" not in alert["annotations"]["summary"]
+        assert "{{ $labels.target }}" in alert["annotations"]["description"]
+        assert alert["annotations"]["runbook_url"].endswith(f"/{alert['alert']}.md")
+        runbook = RUNBOOKS / f"{alert['alert']}.md"
+        assert runbook.exists(), f"{alert['alert']} has no runbook"
+
+
+@pytest.mark.parametrize("name", ALERT_NAMES)
+def test_each_runbook_answers_the_on_call_questions(name: str) -> None:
+    text = (RUNBOOKS / f"{name}.md").read_text()
+    for section in ("## What it means", "## Where to look first", "## PromQL to run",
+                    "## First checks", "## Mitigation", "## When to escalate"):
+        assert section in text, f"{name}: missing {section}"
+
+
+def test_the_alertmanager_example_passes_amtool_and_routes_by_severity(generated: Path) -> None:
+    config = str(generated / "alertmanager.yml")
+    run = subprocess.run(["amtool", "check-config", config], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    for labels, receiver in ((["severity=critical", "alertname=CrmAvailabilityBurnRateFast"], "pager"),
+                             (["severity=warning", "alertname=CrmAvailabilityBurnRateSlow"], "ticket")):
+        run = subprocess.run(["amtool", "config", "routes", "test", f"--config.file={config}", *labels],
+                             capture_output=True, text=True)
+        assert run.stdout.strip() == receiver, run.stdout + run.stderr
+
+
+def test_grafana_rules_mirror_the_prometheus_alerts(generated: Path) -> None:
+    document = json.loads((generated / "grafana-alerting.json").read_text())
+    grafana = {r["grafana_alert"]["title"]: r for g in document["groups"] for r in g["rules"]}
+    for alert in (r for r in rules_of(generated) if "alert" in r):
+        twin = grafana[alert["alert"]]
+        query = next(d for d in twin["grafana_alert"]["data"] if d["refId"] == "A")
+        assert query["model"]["expr"] == alert["expr"]
+        assert twin["labels"]["severity"] == alert["labels"]["severity"]
+        assert twin["annotations"] == alert["annotations"]
+        assert twin["for"] == alert.get("for", "0s")
+
+
+def test_the_kubernetes_prometheusrule_holds_every_group(generated: Path) -> None:
+    document = yaml.safe_load((generated / "prometheusrule.yaml").read_text())
+    assert document["kind"] == "PrometheusRule" and document["apiVersion"] == "monitoring.coreos.com/v1"
+    groups = [g["name"] for path in generated.glob("*.rules.yml") for g in yaml.safe_load(path.read_text())["groups"]]
+    assert sorted(g["name"] for g in document["spec"]["groups"]) == sorted(groups)
+
+
+def test_explain_prints_the_detection_table(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRMPULSE_CLIENT_SECRET", "x")
+    assert main(["alerts", "--config", str(example_config(tmp_path)), "--explain"]) == 0
+    out = capsys.readouterr().out
+    table = out.split("SLO latency")[0]
+    assert re.search(r"100%\s+52s\s+2\.00%", table)       # the workbook: 2 % of the budget
+    assert re.search(r"1%\s+3h36m\s+5\.00%", table)        # only the slow pair, after hours
+
+
+def test_windows_longer_than_the_period_are_refused_before_writing(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRMPULSE_CLIENT_SECRET", "x")
+    path = example_config(tmp_path)
+    path.write_text(path.read_text().replace("    window: 30d", "    window: 2d"))
+    run = subprocess.run([sys.executable, "-m", "crmpulse", "alerts", "--config", str(path), "--out",
+                          str(tmp_path / "out")], capture_output=True, text=True,
+                         env={**__import__("os").environ, "CRMPULSE_CLIENT_SECRET": "x"})
+    assert run.returncode == 2
+    assert "slos[0].window: the longest alert window (3d) is longer than the SLO window (2d)" in run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_committed_grafana_alert_provisioning_matches_the_generator(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRMPULSE_CLIENT_SECRET", "x")
+    assert main(["alerts", "--config", str(REPO / "crmpulse" / "starter.yaml"), "--out", str(tmp_path)]) == 0
+    committed = json.loads((REPO / "deploy" / "grafana" / "alerting" / "crmpulse-alerts.json").read_text())
+    assert committed == json.loads((tmp_path / "grafana-alerting.json").read_text()), (
+        "regenerate: crmpulse alerts -c crmpulse/starter.yaml --out out && "
+        "cp out/grafana-alerting.json deploy/grafana/alerting/crmpulse-alerts.json")
