@@ -115,7 +115,8 @@ def build_rules(loaded: LoadedConfig) -> RuleSet:
             kind = spec.slo.kind.replace("_", " ")
             rule = AlertRule(
                 name=name, expr=" or ".join(conditions), severity=severity,
-                summary=f"CRM {kind} error budget is burning {'fast' if severity == 'critical' else 'slowly'}",
+                summary=f"CRM {kind} error budget is burning "
+                        + ("fast" if severity == "critical" else "slowly"),
                 description=(f"{{{{ $labels.target }}}}: the {{{{ $labels.slo }}}} SLO "
                              f"({spec.slo.objective:g} % over {_window_name(period)}) is spending its "
                              f"error budget at a rate that would use {spend} ({noun}). "

@@ -25,7 +25,7 @@ from .slo import PAIRS, SLOSpec, detection
 
 __all__ = ["slo_tests"]
 
-PER_MINUTE = 1000  # events per minute in the synthetic series: fine-grained ratios
+PER_MINUTE = 1000.0  # events per minute in the synthetic series: fine-grained ratios
 #: Minutes of healthy history before each scenario: at least the longest window of the
 #: alerts the scenario checks (3 d for tickets; 6 h for page-only scenarios, which keeps
 #: their minute-by-minute evaluation short).
@@ -101,7 +101,10 @@ def _window(t: float | None) -> tuple[int | None, int | None]:
     return (silent if silent >= 1 else None), math.ceil(t * 1.05) + 1
 
 
-def _scenarios(spec: SLOSpec, config: Config) -> list[tuple[str, list[tuple[int, float, float]], list[Check]]]:
+Phases = list[tuple[int, float, float]]  # (minutes, events per minute, error ratio)
+
+
+def _scenarios(spec: SLOSpec, config: Config) -> list[tuple[str, Phases, list[Check]]]:
     fast, slow = f"{spec.alert_prefix}BurnRateFast", f"{spec.alert_prefix}BurnRateSlow"
     budget = spec.budget
     scenarios = []
