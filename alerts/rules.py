@@ -121,7 +121,7 @@ def build_rules(loaded: LoadedConfig) -> RuleSet:
                              f"({spec.slo.objective:g} % over {_window_name(period)}) is spending its "
                              f"error budget at a rate that would use {spend} ({noun}). "
                              f"Open the CRM overview dashboard, SLO row."),
-                runbook_url=runbook(name), labels={"slo": spec.name, "target": target})
+                runbook_url=runbook(name), labels=dict(spec.labels))
             alerts.append(rule)
         out.alerts += alerts
         out.files[f"slo-{spec.name}.rules.yml"] = [

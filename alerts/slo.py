@@ -59,7 +59,7 @@ class SLOSpec:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {"slo": self.slo.name, "target": self.target}
+        return {"slo": self.slo.name, "target": self.target, "kind": self.slo.kind}
 
     @property
     def matchers(self) -> str:

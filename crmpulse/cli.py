@@ -226,6 +226,18 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_dashboards(args: argparse.Namespace) -> int:
+    from dashboards.generate import write_dashboards
+
+    from .config import load_config
+
+    loaded = load_config(args.config)
+    written = write_dashboards(loaded, Path(args.out))
+    print(f"Wrote {len(written)} dashboards to {args.out}: " + ", ".join(p.name for p in written))
+    print("Provision them with deploy/grafana/ (docs/dashboards.md).")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crmpulse", formatter_class=_Formatter,
@@ -268,6 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kubernetes", action="store_true", help="also write a PrometheusRule")
     p.add_argument("--explain", action="store_true",
                    help="print the detection table (time to page/ticket per outage size) and exit")
+
+    p = verb("dashboards", "write the Grafana dashboards (overview, journeys, sync lag, load tests, "
+             "exporter health) as JSON", cmd_dashboards)
+    _config_arg(p)
+    p.add_argument("--out", default="out/dashboards", help="directory to write to")
 
     p = verb("probe", "run the synthetic-probe exporter: scheduled checks on /metrics, "
              "on-demand probes on /probe", cmd_probe)

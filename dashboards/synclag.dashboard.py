@@ -1,0 +1,39 @@
+"""Sync lag: is CRM data reaching search and downstream systems, and is anything left behind."""
+
+from crmpulse import contract as c
+from dashboards.common import SEL, Layout, dashboard, stat, timeseries
+
+PAIR = f'{SEL},pair=~"$pair"'
+layout = Layout()
+layout.row("Lag")
+layout.add(timeseries("Current lag", "Keeps growing during a stall (heartbeat pairs).",
+                      (f"{c.SYNC_LAG.series}{{{PAIR}}}", "{{pair}}"), unit="s"), 24, 8)
+layout.add(timeseries("Lag distribution (p50, p95, p99)", "Write-to-visible lag of each record.",
+                      *[(f"histogram_quantile({q}, sum by (pair, le) "
+                         f"(rate({c.SYNC_LAG_OBSERVED.bucket()}{{{PAIR}}}[$__rate_interval])))",
+                         f"{{{{pair}}}} p{int(q * 100)}") for q in (0.5, 0.95, 0.99)], unit="s"), 12, 8)
+layout.add(timeseries("Within the SLO threshold", "Share of records visible within each sync SLO's "
+                      "threshold (1 h window).",
+                      (f'1 - crmpulse_slo:sli_error:ratio_rate1h{{{SEL},kind="sync_lag"}}', "{{slo}}"),
+                      unit="percentunit"), 12, 8)
+layout.row("Canaries")
+layout.add(timeseries("Written, seen, lost", "Per second.",
+                      (f"sum by (pair) (rate({c.SYNC_CREATED.series}{{{PAIR}}}[$__rate_interval]))", "{{pair}} written"),
+                      (f"sum by (pair) (rate({c.SYNC_SEEN.series}{{{PAIR}}}[$__rate_interval]))", "{{pair}} seen"),
+                      (f"sum by (pair) (rate({c.SYNC_LOST.series}{{{PAIR}}}[$__rate_interval]))", "{{pair}} lost"),
+                      unit="reqps"), 12, 8)
+layout.add(timeseries("In flight", "Written, not yet visible.",
+                      (f"{c.SYNC_IN_FLIGHT.series}{{{PAIR}}}", "{{pair}}")), 12, 8)
+layout.row("Nothing left behind")
+layout.add(stat("Deleted after their run", "In the selected time range.",
+                (f"sum by (pair) (increase({c.SYNC_DELETED.series}{{{PAIR}}}[$__range]))", "{{pair}}")), 6, 5)
+layout.add(stat("Orphans found", "Marked records the sweeper found.",
+                (f"sum by (pair) (increase({c.SYNC_ORPHANS_FOUND.series}{{{PAIR}}}[$__range]))", "{{pair}}")), 6, 5)
+layout.add(stat("Orphans deleted", "Marked records the sweeper deleted.",
+                (f"sum by (pair) (increase({c.SYNC_ORPHANS_DELETED.series}{{{PAIR}}}[$__range]))", "{{pair}}")), 6, 5)
+layout.add(stat("Delete failures", "Deletes that failed (retried, then swept).",
+                (f"sum by (pair) (increase({c.SYNC_DELETE_FAILURES.series}{{{PAIR}}}[$__range]))", "{{pair}}"),
+                thresholds=[{"value": None, "color": "green"}, {"value": 1, "color": "orange"}]), 6, 5)
+
+dashboard = dashboard("crmpulse-synclag", layout,
+                      "Sync lag between the CRM and where its data must show up.", ("pair",))
