@@ -70,8 +70,7 @@ def _window_name(seconds: float) -> str:
 
 
 def build_rules(loaded: LoadedConfig) -> RuleSet:
-    config, alerting = loaded.config, loaded.config.alerting
-    target = config.target.name
+    alerting = loaded.config.alerting
     base = alerting.runbook_base_url.rstrip("/")
     out = RuleSet(specs=slo_specs(loaded))
 

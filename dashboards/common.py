@@ -111,14 +111,16 @@ def variables(*extra: str) -> Templating:
         Template(name="datasource", label="Prometheus", query="prometheus", type="datasource",
                  default="crmpulse-prometheus"),
         Template(name="target", label="target", dataSource=DS, includeAll=True, multi=True,
-                 query='label_values({__name__=~"crmpulse_checks_configured|crmpulse_loadtest_users"}, target)',
+                 query='label_values({__name__=~"crmpulse_checks_configured|crmpulse_loadtest_users"}, '
+                       'target)',
                  default="$__all"),
     ]
     queries = {
         "check": 'label_values(crmpulse_check_runs_total{target=~"$target"}, check)',
         "pair": 'label_values(crmpulse_sync_canaries_created_total{target=~"$target"}, pair)',
         "slo": 'label_values(crmpulse_slo:objective:ratio{target=~"$target"}, slo)',
-        "operation": 'label_values(crmpulse_loadtest_requests_total{target=~"$target",kind="operation"}, name)',
+        "operation": 'label_values(crmpulse_loadtest_requests_total{target=~"$target",'
+                     'kind="operation"}, name)',
     }
     for name in extra:
         items.append(Template(name=name, label=name, dataSource=DS, includeAll=True, multi=True,

@@ -1,12 +1,15 @@
 """CRM overview: is the CRM up, how much error budget is left, what is slow, is data in sync."""
 
+from typing import Any
+
 from grafanalib.core import Annotations
 
 from crmpulse import contract as c
 from dashboards.common import RUNBOOKS, SEL, Layout, dashboard, stat, table, timeline, timeseries
 
 CHK = f'{SEL},check=~"$check"'
-BUDGET = [{"value": None, "color": "red"}, {"value": 25, "color": "orange"}, {"value": 50, "color": "green"}]
+BUDGET: list[dict[str, Any]] = [{"value": None, "color": "red"}, {"value": 25, "color": "orange"},
+                                 {"value": 50, "color": "green"}]
 
 layout = Layout()
 layout.row("SLOs")

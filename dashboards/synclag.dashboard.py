@@ -17,22 +17,27 @@ layout.add(timeseries("Within the SLO threshold", "Share of records visible with
                       (f'1 - crmpulse_slo:sli_error:ratio_rate1h{{{SEL},kind="sync_lag"}}', "{{slo}}"),
                       unit="percentunit"), 12, 8)
 layout.row("Canaries")
+
+
+def per_pair(metric: c.Metric, function: str, window: str) -> str:
+    return f"sum by (pair) ({function}({metric.series}{{{PAIR}}}[{window}]))"
+
+
 layout.add(timeseries("Written, seen, lost", "Per second.",
-                      (f"sum by (pair) (rate({c.SYNC_CREATED.series}{{{PAIR}}}[$__rate_interval]))", "{{pair}} written"),
-                      (f"sum by (pair) (rate({c.SYNC_SEEN.series}{{{PAIR}}}[$__rate_interval]))", "{{pair}} seen"),
-                      (f"sum by (pair) (rate({c.SYNC_LOST.series}{{{PAIR}}}[$__rate_interval]))", "{{pair}} lost"),
+                      (per_pair(c.SYNC_CREATED, "rate", "$__rate_interval"), "{{pair}} written"),
+                      (per_pair(c.SYNC_SEEN, "rate", "$__rate_interval"), "{{pair}} seen"),
+                      (per_pair(c.SYNC_LOST, "rate", "$__rate_interval"), "{{pair}} lost"),
                       unit="reqps"), 12, 8)
 layout.add(timeseries("In flight", "Written, not yet visible.",
                       (f"{c.SYNC_IN_FLIGHT.series}{{{PAIR}}}", "{{pair}}")), 12, 8)
 layout.row("Nothing left behind")
-layout.add(stat("Deleted after their run", "In the selected time range.",
-                (f"sum by (pair) (increase({c.SYNC_DELETED.series}{{{PAIR}}}[$__range]))", "{{pair}}")), 6, 5)
-layout.add(stat("Orphans found", "Marked records the sweeper found.",
-                (f"sum by (pair) (increase({c.SYNC_ORPHANS_FOUND.series}{{{PAIR}}}[$__range]))", "{{pair}}")), 6, 5)
-layout.add(stat("Orphans deleted", "Marked records the sweeper deleted.",
-                (f"sum by (pair) (increase({c.SYNC_ORPHANS_DELETED.series}{{{PAIR}}}[$__range]))", "{{pair}}")), 6, 5)
+for title, description, metric in (
+        ("Deleted after their run", "In the selected time range.", c.SYNC_DELETED),
+        ("Orphans found", "Marked records the sweeper found.", c.SYNC_ORPHANS_FOUND),
+        ("Orphans deleted", "Marked records the sweeper deleted.", c.SYNC_ORPHANS_DELETED)):
+    layout.add(stat(title, description, (per_pair(metric, "increase", "$__range"), "{{pair}}")), 6, 5)
 layout.add(stat("Delete failures", "Deletes that failed (retried, then swept).",
-                (f"sum by (pair) (increase({c.SYNC_DELETE_FAILURES.series}{{{PAIR}}}[$__range]))", "{{pair}}"),
+                (per_pair(c.SYNC_DELETE_FAILURES, "increase", "$__range"), "{{pair}}"),
                 thresholds=[{"value": None, "color": "green"}, {"value": 1, "color": "orange"}]), 6, 5)
 
 dashboard = dashboard("crmpulse-synclag", layout,
