@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crmpulse import LoadedConfig, contract
-from crmpulse.units import format_duration
+from crmpulse.units import format_duration, parse_duration
 
 from .slo import PAIRS, RECORD, WINDOWS, SLOSpec, slo_specs
 
@@ -69,10 +69,20 @@ def _window_name(seconds: float) -> str:
     return format_duration(seconds)
 
 
-def build_rules(loaded: LoadedConfig) -> RuleSet:
+def build_rules(loaded: LoadedConfig, compress: float = 1.0) -> RuleSet:
+    """The rule set; ``compress`` > 1 divides every window and duration by it.
+
+    Compressed time is for demos and end-to-end tests only (``crmpulse stack``): an
+    outage pages within seconds and resolves within a minute instead of half an hour.
+    The burn-rate factors, and so what an alert means, do not change.
+    """
     alerting = loaded.config.alerting
     base = alerting.runbook_base_url.rstrip("/")
     out = RuleSet(specs=slo_specs(loaded))
+
+    def w(window: str | float) -> str:
+        seconds = parse_duration(window) if isinstance(window, str) else window
+        return format_duration(round(seconds / compress, 3))
 
     def runbook(name: str) -> str:
         return f"{base}/{name}.md"
@@ -81,17 +91,17 @@ def build_rules(loaded: LoadedConfig) -> RuleSet:
         period = spec.slo.window
         records: list[dict[str, Any]] = []
         for window in WINDOWS:
-            records.append({"record": RECORD.format(window=window), "expr": spec.ratio(window),
+            records.append({"record": RECORD.format(window=w(window)), "expr": spec.ratio(w(window)),
                             "labels": spec.labels})
-        bad, total = spec.rates("5m")
+        bad, total = spec.rates(w("5m"))
         records += [
             {"record": "crmpulse_slo:sli_errors:rate5m", "expr": bad, "labels": spec.labels},
             {"record": "crmpulse_slo:sli_events:rate5m", "expr": total, "labels": spec.labels},
             # the period's SLI as a ratio of sums (not a mean of short ratios)
             {"record": "crmpulse_slo:sli_error:ratio_period",
              "expr": (f"sum_over_time(crmpulse_slo:sli_errors:rate5m{{{spec.matchers}}}"
-                      f"[{_window_name(period)}]) / sum_over_time(crmpulse_slo:sli_events:rate5m"
-                      f"{{{spec.matchers}}}[{_window_name(period)}])"),
+                      f"[{w(period)}]) / sum_over_time(crmpulse_slo:sli_events:rate5m"
+                      f"{{{spec.matchers}}}[{w(period)}])"),
              "labels": spec.labels},
             {"record": "crmpulse_slo:objective:ratio", "expr": f"vector({spec.slo.objective / 100!r})",
              "labels": spec.labels},
@@ -105,8 +115,8 @@ def build_rules(loaded: LoadedConfig) -> RuleSet:
             conditions = []
             for pair in pairs:
                 threshold = f"({pair.factor(period)!r} * {spec.budget!r})"
-                long = f"{RECORD.format(window=pair.long)}{{{spec.matchers}}}"
-                short = f"{RECORD.format(window=pair.short)}{{{spec.matchers}}}"
+                long = f"{RECORD.format(window=w(pair.long))}{{{spec.matchers}}}"
+                short = f"{RECORD.format(window=w(pair.short))}{{{spec.matchers}}}"
                 conditions.append(f"({long} > {threshold} and {short} > {threshold})")
             name = f"{spec.alert_prefix}BurnRate{suffix}"
             spend = " or ".join(f"{p.budget_share:.0%} of the {_window_name(period)} budget in {p.long}"
@@ -129,7 +139,7 @@ def build_rules(loaded: LoadedConfig) -> RuleSet:
              "rules": [a.as_rule() for a in alerts]},
         ]
 
-    companions = _companions(loaded, out.specs, runbook)
+    companions = _companions(loaded, out.specs, runbook, w)
     out.alerts += companions
     if companions:
         out.files["companions.rules.yml"] = [
@@ -137,19 +147,19 @@ def build_rules(loaded: LoadedConfig) -> RuleSet:
     return out
 
 
-def _companions(loaded: LoadedConfig, specs: list[SLOSpec], runbook: Any) -> list[AlertRule]:
+def _companions(loaded: LoadedConfig, specs: list[SLOSpec], runbook: Any, w: Any) -> list[AlertRule]:
     c, config, alerting = contract, loaded.config, loaded.config.alerting
     target = config.target.name
     t = f'target="{target}"'
     kinds = {check.kind for check in config.probes.checks}
     rules = []
     if config.probes.checks:
-        window = format_duration(alerting.absent_for)
+        window = w(alerting.absent_for)
         rules.append(AlertRule(
             name="CrmProbesAbsent",
             expr=(f"absent({c.CHECK_RUNS.series}{{{t}}}) or "
                   f"sum by (target) (increase({c.CHECK_RUNS.series}{{{t}}}[{window}])) == 0"),
-            for_=alerting.absent_for, severity="critical",
+            for_=parse_duration(w(alerting.absent_for)), severity="critical",
             summary="No probe results for the CRM: its SLOs cannot be judged",
             description=("{{ $labels.target }}: no crmpulse check has completed a run for "
                          f"{window}: the exporter is down, not scraped, or stuck. Burn-rate "
@@ -161,7 +171,7 @@ def _companions(loaded: LoadedConfig, specs: list[SLOSpec], runbook: Any) -> lis
         rules.append(AlertRule(
             name="CrmSyncStalled",
             expr=f"max by (target, pair) ({c.SYNC_LAG.series}{{{t}}}) > {threshold!r}",
-            for_=alerting.stall_for, severity="critical",
+            for_=parse_duration(w(alerting.stall_for)), severity="critical",
             summary="CRM data is not reaching the other side: sync stalled",
             description=(f"{{{{ $labels.target }}}}: sync pair {{{{ $labels.pair }}}} has lagged more "
                          f"than {format_duration(threshold)} for {format_duration(alerting.stall_for)}; "
@@ -169,7 +179,7 @@ def _companions(loaded: LoadedConfig, specs: list[SLOSpec], runbook: Any) -> lis
             runbook_url=runbook("CrmSyncStalled")))
         rules.append(AlertRule(
             name="CrmCanariesLost",
-            expr=f"sum by (target, pair) (increase({c.SYNC_LOST.series}{{{t}}}[15m])) > 0",
+            expr=f"sum by (target, pair) (increase({c.SYNC_LOST.series}{{{t}}}[{w('15m')}])) > 0",
             severity="warning",
             summary="CRM sync canaries never became visible",
             description=("{{ $labels.target }}: sync pair {{ $labels.pair }} lost canaries in the "
@@ -196,7 +206,7 @@ def _companions(loaded: LoadedConfig, specs: list[SLOSpec], runbook: Any) -> lis
                 runbook_url=runbook(name)))
         rules.append(AlertRule(
             name="CrmCertificateInvalid", expr=f"{c.TLS_CHAIN_VALID.series}{{{t}}} == 0",
-            for_=300.0, severity="critical",
+            for_=parse_duration(w("5m")), severity="critical",
             summary="The CRM's TLS certificate chain does not verify",
             description=("{{ $labels.target }}: the certificate served to {{ $labels.check }} does "
                          "not verify against the trust store (self-signed, wrong host, missing "

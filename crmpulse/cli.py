@@ -219,7 +219,10 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     if args.explain:
         print(explain(loaded))
         return EXIT_OK
-    written = generate(loaded, Path(args.out), kubernetes=args.kubernetes)
+    if args.compress < 1:
+        print("crmpulse: --compress must be 1 or more", file=sys.stderr)
+        return EXIT_USAGE
+    written = generate(loaded, Path(args.out), kubernetes=args.kubernetes, compress=args.compress)
     print(f"Wrote {len(written)} files to {args.out}: " + ", ".join(sorted(written)))
     print(f"Check them: promtool check rules {args.out}/*.rules.yml && "
           f"promtool test rules {args.out}/tests/*.test.yml")
@@ -236,6 +239,21 @@ def cmd_dashboards(args: argparse.Namespace) -> int:
     print(f"Wrote {len(written)} dashboards to {args.out}: " + ", ".join(p.name for p in written))
     print("Provision them with deploy/grafana/ (docs/dashboards.md).")
     return EXIT_OK
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from .stack import Stack, StackPorts
+
+    ports = StackPorts(sandbox=args.sandbox_port, probe=args.probe_port,
+                       prometheus=args.prometheus_port, alertmanager=args.alertmanager_port,
+                       receiver=args.receiver_port, loadtest=args.loadtest_port)
+    stack = Stack(Path(args.dir), ports)
+    if args.action == "up":
+        return stack.up(check_interval=args.check_interval, scrape_interval=args.scrape_interval,
+                        eval_interval=args.eval_interval, compress=args.compress)
+    if args.action == "down":
+        return stack.down()
+    return stack.status()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -280,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kubernetes", action="store_true", help="also write a PrometheusRule")
     p.add_argument("--explain", action="store_true",
                    help="print the detection table (time to page/ticket per outage size) and exit")
+    p.add_argument("--compress", type=float, default=1.0, metavar="N",
+                   help="divide every alert window by N: for demos and end-to-end tests only "
+                   "(no rule tests are written)")
 
     p = verb("dashboards", "write the Grafana dashboards (overview, journeys, sync lag, load tests, "
              "exporter health) as JSON", cmd_dashboards)
@@ -302,6 +323,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep-older-than", type=_duration, default=None, metavar="DURATION",
                    help="with --sweep-only: override sweep_after (0s deletes every marked record)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    p = verb("stack", "run the whole loop on this machine (sandbox, exporter, Prometheus with the "
+             "generated rules, Alertmanager, a webhook receiver): up, down or status", cmd_stack)
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("--dir", default=".crmpulse-stack", help="data directory (configs, logs, state)")
+    p.add_argument("--check-interval", type=_duration, default=10.0, metavar="DURATION",
+                   help="interval of every check and sync pair (default 10s)")
+    p.add_argument("--scrape-interval", type=_duration, default=5.0, metavar="DURATION",
+                   help="Prometheus scrape interval (default 5s)")
+    p.add_argument("--eval-interval", type=_duration, default=5.0, metavar="DURATION",
+                   help="Prometheus rule evaluation interval (default 5s)")
+    p.add_argument("--compress", type=float, default=1.0, metavar="N",
+                   help="divide alert windows by N so a demo pages and resolves in seconds")
+    for name, default in (("sandbox", 8085), ("probe", 9687), ("prometheus", 9090),
+                          ("alertmanager", 9093), ("receiver", 9095), ("loadtest", 9688)):
+        p.add_argument(f"--{name}-port", type=int, default=default, help=f"{name} port")
 
     p = verb("sandbox", "serve the sandbox CRM on loopback (the default target)", cmd_sandbox)
     p.add_argument("--host", default=os.environ.get("CRMPULSE_SANDBOX_HOST", "127.0.0.1"),

@@ -299,6 +299,11 @@ async def run_protection(runner: TargetRunner, session: Session, check: Check,
         forged = await send(replace(request, auth=False,
                                     headers={**request.headers,
                                              "Authorization": f"Bearer {INVALID_TOKEN}"}))
+        unavailable = [r.status for r in (anonymous, forged) if r.status >= 500 or r.status == 429]
+        if unavailable:  # a CRM that is down or throttling says nothing about its protections
+            outcome.fail("status", f"{check.operation} answered {unavailable[0]}: protections "
+                         "cannot be judged while the CRM is not serving")
+            return
         holds = anonymous.status in (401, 403) and forged.status in (401, 403)
         outcome.protections["require_auth"] = holds
         if not holds:

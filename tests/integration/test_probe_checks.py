@@ -227,3 +227,11 @@ def test_https_redirect_is_checked_on_the_plain_http_port(tmp_path: Path, crm: S
         server.shutdown()
     assert outcome.protections == {"https_redirect": holds}
     assert outcome.success is holds
+
+
+def test_an_outage_is_not_mistaken_for_a_broken_protection(tmp_path: Path, crm: SandboxProcess,
+                                                          secret: None) -> None:
+    crm.faults(outage=True)
+    [outcome] = run(tmp_path, crm.url, PROTECTION, auth=OAUTH)
+    assert (outcome.success, outcome.reason) == (False, "status")
+    assert "require_auth" not in outcome.protections

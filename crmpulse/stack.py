@@ -1,0 +1,274 @@
+"""``crmpulse stack up|down|status``: the whole loop on one machine, on loopback.
+
+The sandbox CRM, the probe exporter, a real Prometheus with the generated rules,
+a real Alertmanager, and a webhook receiver that writes every notification to
+``<dir>/alerts.jsonl``. Prometheus and Alertmanager come from Debian's packages
+(``prometheus``, ``prometheus-alertmanager``); when they are missing the command
+says exactly what to install. ``down`` stops what ``up`` started (the processes in
+``<dir>/stack.json`` whose command line names ``<dir>``) and nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import yaml
+
+__all__ = ["Stack", "StackPorts", "receive"]
+
+STARTER = Path(__file__).with_name("starter.yaml")
+SANDBOX_SECRET = "sandbox-secret"  # the sandbox's public test secret
+
+
+@dataclass
+class StackPorts:
+    sandbox: int = 8085
+    probe: int = 9687
+    prometheus: int = 9090
+    alertmanager: int = 9093
+    receiver: int = 9095
+    loadtest: int = 9688
+
+
+def binaries() -> dict[str, str | None]:
+    return {"prometheus": shutil.which("prometheus"),
+            "alertmanager": shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")}
+
+
+class Stack:
+    def __init__(self, folder: Path, ports: StackPorts | None = None) -> None:
+        self.dir = folder.resolve()
+        self.ports = ports or StackPorts()
+        self.state_file = self.dir / "stack.json"
+
+    # -- up --------------------------------------------------------------------------
+
+    def up(self, check_interval: float = 10.0, scrape_interval: float = 5.0,
+           eval_interval: float = 5.0, compress: float = 1.0, out: Any = sys.stdout) -> int:
+        found = binaries()
+        missing = [name for name, path in found.items() if path is None]
+        if missing:
+            packages = " ".join("prometheus" if m == "prometheus" else "prometheus-alertmanager"
+                                for m in missing)
+            print(f"crmpulse stack needs {', '.join(missing)}: sudo apt-get install {packages}",
+                  file=sys.stderr)
+            return 2
+        if self.state_file.exists() and self._alive():
+            print(f"a stack is already running from {self.dir}: crmpulse stack down --dir {self.dir}",
+                  file=sys.stderr)
+            return 2
+        self.dir.mkdir(parents=True, exist_ok=True)
+        config = self._write_config(check_interval)
+        self._write_rules(config, compress, eval_interval)
+        self._write_prometheus(scrape_interval, eval_interval)
+        self._write_alertmanager(compress)
+        env = {**os.environ, "CRMPULSE_CLIENT_SECRET": SANDBOX_SECRET, "PYTHONUNBUFFERED": "1"}
+        p = self.ports
+        py = sys.executable
+        plan = [
+            ("receiver", [py, "-m", "crmpulse.stack", "receive", "--port", str(p.receiver),
+                          "--out", str(self.dir / "alerts.jsonl")], f"http://127.0.0.1:{p.receiver}/"),
+            ("sandbox", [py, "-m", "crmpulse", "sandbox", "--port", str(p.sandbox),
+                         "--db", str(self.dir / "sandbox.db")], f"http://127.0.0.1:{p.sandbox}/healthz"),
+            ("probe", [py, "-m", "crmpulse", "probe", "--config", str(config), "--listen",
+                       f"127.0.0.1:{p.probe}"], f"http://127.0.0.1:{p.probe}/-/healthy"),
+            ("alertmanager", [str(found["alertmanager"]),
+                              f"--config.file={self.dir / 'alertmanager.yml'}",
+                              f"--storage.path={self.dir / 'alertmanager'}",
+                              f"--web.listen-address=127.0.0.1:{p.alertmanager}",
+                              "--cluster.listen-address="], f"http://127.0.0.1:{p.alertmanager}/-/ready"),
+            ("prometheus", [str(found["prometheus"]), f"--config.file={self.dir / 'prometheus.yml'}",
+                            f"--storage.tsdb.path={self.dir / 'prometheus'}",
+                            f"--web.listen-address=127.0.0.1:{p.prometheus}", "--web.enable-lifecycle"],
+             f"http://127.0.0.1:{p.prometheus}/-/ready"),
+        ]
+        state: dict[str, Any] = {"dir": str(self.dir), "processes": {}}
+        for name, command, health in plan:
+            log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True, cwd=self.dir)
+            state["processes"][name] = {"pid": proc.pid, "health": health}
+            self.state_file.write_text(json.dumps(state, indent=2))
+            if not self._wait(health, proc):
+                print(f"crmpulse stack: {name} did not start; see {self.dir / (name + '.log')}",
+                      file=sys.stderr)
+                self.down(out=out)
+                return 1
+            print(f"  {name:13} up  {urlsplit(health).scheme}://{urlsplit(health).netloc}", file=out)
+        print(f"Stack up from {self.dir}: Prometheus http://127.0.0.1:{p.prometheus}, Alertmanager "
+              f"http://127.0.0.1:{p.alertmanager}, notifications in {self.dir / 'alerts.jsonl'}",
+              file=out)
+        return 0
+
+    def _write_config(self, check_interval: float) -> Path:
+        data = yaml.safe_load(STARTER.read_text())
+        data["target"]["base_url"] = f"http://127.0.0.1:{self.ports.sandbox}"
+        data["probes"]["listen"] = f"127.0.0.1:{self.ports.probe}"
+        for check in data["probes"]["checks"]:
+            check["interval"] = f"{check_interval:g}s"
+            check["timeout"] = f"{max(0.5, check_interval * 0.8):g}s"
+        for pair in data["probes"]["sync"]:
+            pair["interval"] = f"{check_interval:g}s"
+        data["loadtest"]["metrics_listen"] = f"127.0.0.1:{self.ports.loadtest}"
+        path = self.dir / "crmpulse.yaml"
+        path.write_text("# Written by `crmpulse stack up` for the stack's sandbox.\n"
+                        + yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    def _write_rules(self, config: Path, compress: float, eval_interval: float) -> None:
+        # Through the CLI, not an import: the core does not import the components.
+        rules = self.dir / "rules"
+        subprocess.run([sys.executable, "-m", "crmpulse", "alerts", "--config", str(config), "--out",
+                        str(rules), "--compress", f"{compress:g}"], check=True, capture_output=True,
+                       env={**os.environ, "CRMPULSE_CLIENT_SECRET": SANDBOX_SECRET})
+        for path in rules.glob("*.rules.yml"):
+            path.write_text(path.read_text().replace("interval: 1m", f"interval: {eval_interval:g}s"))
+
+    def _write_prometheus(self, scrape_interval: float, eval_interval: float) -> None:
+        p = self.ports
+        config = {
+            "global": {"scrape_interval": f"{scrape_interval:g}s",
+                       "scrape_timeout": f"{max(1.0, scrape_interval * 0.8):g}s",
+                       "evaluation_interval": f"{eval_interval:g}s"},
+            "rule_files": [str(self.dir / "rules" / "*.rules.yml")],
+            "alerting": {"alertmanagers": [{"static_configs": [
+                {"targets": [f"127.0.0.1:{p.alertmanager}"]}]}]},
+            "scrape_configs": [
+                {"job_name": "crmpulse", "static_configs": [{"targets": [f"127.0.0.1:{p.probe}"]}]},
+                {"job_name": "crmpulse_loadtest",
+                 "static_configs": [{"targets": [f"127.0.0.1:{p.loadtest}"]}]}],
+        }
+        (self.dir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def _write_alertmanager(self, compress: float) -> None:
+        text = (self.dir / "rules" / "alertmanager.yml").read_text().replace(
+            "http://127.0.0.1:9095/alerts", f"http://127.0.0.1:{self.ports.receiver}/alerts")
+        if compress > 1:  # notify within seconds in compressed time
+            text = (text.replace("group_wait: 10s", "group_wait: 1s")
+                    .replace("group_interval: 1m", "group_interval: 2s"))
+        (self.dir / "alertmanager.yml").write_text(text)
+
+    @staticmethod
+    def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return False
+            try:
+                if httpx.get(url, timeout=1).status_code < 500:
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        return False
+
+    # -- down / status -------------------------------------------------------------------
+
+    def _processes(self) -> dict[str, dict[str, Any]]:
+        if not self.state_file.exists():
+            return {}
+        return dict(json.loads(self.state_file.read_text())["processes"])
+
+    def _ours(self, pid: int) -> bool:
+        """Only a process whose command line names this stack's folder is ours to stop."""
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            return False
+        return str(self.dir) in cmdline
+
+    def _alive(self) -> bool:
+        return any(self._ours(p["pid"]) for p in self._processes().values())
+
+    def down(self, out: Any = sys.stdout) -> int:
+        processes = self._processes()
+        if not processes:
+            print(f"no stack running from {self.dir}", file=out)
+            return 0
+        for name, info in reversed(list(processes.items())):
+            pid = info["pid"]
+            if not self._ours(pid):
+                continue
+            os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            while self._ours(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+            if self._ours(pid):
+                os.killpg(pid, signal.SIGKILL)
+            print(f"  {name:13} stopped", file=out)
+        self.state_file.unlink()
+        return 0
+
+    def status(self, out: Any = sys.stdout) -> int:
+        processes = self._processes()
+        if not processes:
+            print(f"no stack running from {self.dir}", file=out)
+            return 1
+        healthy = True
+        for name, info in processes.items():
+            running = self._ours(info["pid"])
+            try:
+                ok = running and httpx.get(info["health"], timeout=2).status_code < 500
+            except httpx.HTTPError:
+                ok = False
+            healthy = healthy and ok
+            print(f"  {name:13} {'up' if ok else 'DOWN':5} pid {info['pid']:<8} {info['health']}", file=out)
+        return 0 if healthy else 1
+
+
+def receive(port: int, out: Path) -> None:
+    """A webhook receiver for Alertmanager: one JSON line per notification."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"crmpulse webhook receiver\n")
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            try:
+                payload = json.loads(body)
+            except ValueError:
+                self.send_response(400)
+                self.end_headers()
+                return
+            line = {"received_at": time.time(), "status": payload.get("status"),
+                    "alerts": [{"status": a.get("status"), "labels": a.get("labels", {})}
+                               for a in payload.get("alerts", [])]}
+            with out.open("a") as handle:
+                handle.write(json.dumps(line) + "\n")
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m crmpulse.stack")
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("receive")
+    r.add_argument("--port", type=int, required=True)
+    r.add_argument("--out", required=True)
+    args = parser.parse_args()
+    receive(args.port, Path(args.out))
