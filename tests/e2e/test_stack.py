@@ -1,0 +1,101 @@
+"""The whole loop on one machine: `crmpulse stack up`, an outage that pages and resolves,
+a sync stall that alerts, and silence while healthy. Real Prometheus, real Alertmanager.
+
+Alert windows are compressed 60x (`--compress 60`) and intervals shortened, so an hour
+of burn-rate window is a minute here: what is tested is the wiring (rules loaded,
+alerts routed, notifications delivered and resolved), with the same rules and routes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import SandboxProcess, free_port
+
+ADMIN = {"X-Admin-Token": "sandbox-admin"}
+
+
+def notifications(folder: Path) -> list[dict]:
+    path = folder / "alerts.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def seen(folder: Path, alertname: str, status: str) -> bool:
+    return any(a["labels"].get("alertname") == alertname and a["status"] == status
+               for n in notifications(folder) for a in n["alerts"])
+
+
+def wait_for(folder: Path, alertname: str, status: str, timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if seen(folder, alertname, status):
+            return time.monotonic() - start
+        time.sleep(0.5)
+    raise AssertionError(f"{alertname} never {status}: {notifications(folder)}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    folder = tmp_path_factory.mktemp("stack")
+    ports = {name: free_port() for name in ("sandbox", "probe", "prometheus", "alertmanager",
+                                             "receiver", "loadtest")}
+    args = [arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))]
+    up = subprocess.run([sys.executable, "-m", "crmpulse", "stack", "up", "--dir", str(folder),
+                         "--check-interval", "1s", "--scrape-interval", "1s", "--eval-interval", "1s",
+                         "--compress", "60", *args], capture_output=True, text=True, timeout=120)
+    assert up.returncode == 0, up.stdout + up.stderr
+    yield folder, f"http://127.0.0.1:{ports['sandbox']}"
+    subprocess.run([sys.executable, "-m", "crmpulse", "stack", "down", "--dir", str(folder)],
+                   capture_output=True, text=True, timeout=120)
+
+
+def test_a_healthy_run_sends_no_alert(stack) -> None:  # type: ignore[no-untyped-def]
+    folder, _ = stack
+    time.sleep(25)
+    assert notifications(folder) == []
+
+
+def test_a_full_outage_pages_and_resolves_after_recovery(stack) -> None:  # type: ignore[no-untyped-def]
+    folder, sandbox = stack
+    httpx.put(sandbox + "/admin/faults", json={"outage": True}, headers=ADMIN)
+    detected = wait_for(folder, "CrmAvailabilityBurnRateFast", "firing", timeout=60)
+    httpx.delete(sandbox + "/admin/faults", headers=ADMIN)
+    resolved = wait_for(folder, "CrmAvailabilityBurnRateFast", "resolved", timeout=120)
+    print(f"page delivered {detected:.1f}s after the outage began; resolved {resolved:.1f}s after "
+          "recovery (alert windows compressed 60x)")
+    assert not seen(folder, "CrmProtectionBroken", "firing")  # an outage is not a broken protection
+
+
+def test_a_sync_stall_fires_the_sync_alert(stack) -> None:  # type: ignore[no-untyped-def]
+    folder, sandbox = stack
+    httpx.put(sandbox + "/admin/faults", json={"sync_stall": True}, headers=ADMIN)
+    try:
+        detected = wait_for(folder, "CrmSyncStalled", "firing", timeout=120)
+        print(f"sync stall alert delivered {detected:.1f}s after the stall began "
+              "(30 s threshold, then 5 s compressed `for`)")
+    finally:
+        httpx.delete(sandbox + "/admin/faults", headers=ADMIN)
+
+
+def test_status_reports_and_down_stops_only_what_up_started(stack, sandbox: SandboxProcess) -> None:  # type: ignore[no-untyped-def]
+    folder, _ = stack
+    status = subprocess.run([sys.executable, "-m", "crmpulse", "stack", "status", "--dir", str(folder)],
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0 and status.stdout.count(" up ") == 5, status.stdout
+    state = json.loads((folder / "stack.json").read_text())
+    pids = [p["pid"] for p in state["processes"].values()]
+    down = subprocess.run([sys.executable, "-m", "crmpulse", "stack", "down", "--dir", str(folder)],
+                          capture_output=True, text=True, timeout=120)
+    assert down.returncode == 0
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    assert httpx.get(sandbox.url + "/healthz").status_code == 200  # not ours: still running
