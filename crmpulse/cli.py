@@ -90,9 +90,11 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import run_demo, run_full_demo
 
-    return run_demo(seed=args.seed, sync_lag_ms=args.sync_lag * 1000)
+    if args.quick:
+        return run_demo(seed=args.seed, sync_lag_ms=args.sync_lag * 1000)
+    return run_full_demo()
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
@@ -270,8 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = verb("demo", "start the sandbox CRM and run every profile operation once against it",
-             cmd_demo)
+    p = verb("demo", "the whole story on the sandbox in a few minutes: operations, probes, a load "
+             "test, an outage that pages", cmd_demo)
+    p.add_argument("--quick", action="store_true",
+                   help="only start the sandbox and run every profile operation once")
     p.add_argument("--seed", type=int, default=200, help="contacts to seed the sandbox with")
     p.add_argument("--sync-lag", type=_duration, default=0.5, metavar="DURATION",
                    help="the sandbox's search sync lag (default 500ms)")

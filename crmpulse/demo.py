@@ -80,3 +80,160 @@ def run_demo(seed: int = 200, sync_lag_ms: float = 500.0, out: TextIO = sys.stdo
     with SandboxServer(SandboxSettings(seed=seed, sync_lag_ms=sync_lag_ms)) as sandbox:
         print(f"Sandbox CRM listening on {sandbox.url}", file=out)
         return run_smoke(sandbox_config(sandbox.url), out)
+
+
+def run_full_demo(out: TextIO = sys.stdout) -> int:
+    """The whole story on the sandbox, in a few minutes: see docs/demo.md.
+
+    1. the sandbox CRM, and every profile operation once;
+    2. probes running against it;
+    3. a short peak-season load test, its verdict and report;
+    4. an outage injected: the probes react, and with Prometheus and Alertmanager
+       installed, the page arrives at the webhook receiver and resolves after recovery.
+    """
+    import json
+    import os
+    import socket
+    import subprocess
+    import tempfile
+    import time
+
+    import httpx
+
+    from .config import load_config
+    from .stack import SANDBOX_SECRET, Stack, StackPorts, binaries
+
+    def port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    def say(text: str = "") -> None:
+        print(text, file=out, flush=True)
+
+    folder = Path(tempfile.mkdtemp(prefix="crmpulse-demo-"))
+    ports = StackPorts(*(port() for _ in range(6)))
+    alerting = all(binaries().values())
+    stack = Stack(folder, ports)
+    os.environ.setdefault("CRMPULSE_CLIENT_SECRET", SANDBOX_SECRET)
+    admin = {"X-Admin-Token": "sandbox-admin"}
+    sandbox = f"http://127.0.0.1:{ports.sandbox}"
+    metrics = f"http://127.0.0.1:{ports.probe}/metrics"
+    say("== 1/4 The sandbox CRM" + (", the probe exporter, Prometheus and Alertmanager" if alerting
+                                    else " and the probe exporter"))
+    if not alerting:
+        say("   (install prometheus and prometheus-alertmanager to also see the page arrive)")
+    shape = {"kind": "peak_season", "users": 4, "multiple": 2, "duration": "24s"}
+    if stack.up(check_interval=2.0, scrape_interval=1.0, eval_interval=1.0, compress=60,
+                out=out, alerting=alerting, loadtest_shape=shape) != 0:
+        return 1
+    failures = []
+    try:
+        loaded = load_config(folder / "crmpulse.yaml")
+        if run_smoke(loaded, out) != 0:
+            failures.append("a profile operation failed")
+
+        say(f"\n== 2/4 Probes: checks every 2 s; metrics on {metrics}, "
+            f"landing page http://127.0.0.1:{ports.probe}/")
+        checks = [c.name for c in loaded.config.probes.checks]
+        deadline = time.monotonic() + 30
+        states: dict[str, float] = {}
+        while time.monotonic() < deadline:
+            states = _samples(metrics, "crmpulse_check_success")
+            if all(states.get(c) == 1 for c in checks):
+                break
+            time.sleep(0.5)
+        for name in checks:
+            say(f"   {name:20} {'ok' if states.get(name) == 1 else 'FAILING'}")
+        lags = _samples(metrics, "crmpulse_sync_lag_seconds", "pair")
+        for pair, lag in lags.items():
+            say(f"   sync pair {pair:10} lag {lag:.2f} s")
+
+        say("\n== 3/4 A short peak-season load test (24 s, up to 8 users)")
+        report = folder / "report"
+        env = {k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"}
+        run = subprocess.run([sys.executable, "-m", "crmpulse", "loadtest", "-c",
+                              str(folder / "crmpulse.yaml"), "--report-dir", str(report)],
+                             capture_output=True, text=True, env=env, timeout=300)
+        for line in run.stdout.splitlines():
+            if line.startswith(("crmpulse [", "crmpulse gate", "crmpulse: records", "crmpulse: verdict")):
+                say("   " + line)
+        if run.returncode not in (0, 1) or not (report / "report.json").exists():
+            failures.append("the load test did not complete")
+            say("   " + (run.stderr.strip().splitlines() or ["(no output)"])[-1])
+        else:
+            verdict = json.loads((report / "report.json").read_text())
+            say(f"   report: {report / 'report.html'} (and summary.md for a change ticket)")
+            if not verdict["passed"]:
+                failures.append("the load test's gate failed")
+
+        say("\n== 4/4 An outage: the sandbox stops answering")
+        httpx.put(sandbox + "/admin/faults", json={"outage": True}, headers=admin)
+        start = time.monotonic()
+        while time.monotonic() - start < 30 and _samples(metrics, "crmpulse_check_success").get(
+                checks[0]) != 0:
+            time.sleep(0.2)
+        reasons = _samples(metrics, "crmpulse_check_failures_total", "reason",
+                           {"check": checks[0]})
+        say(f"   probe {checks[0]} failed {time.monotonic() - start:.1f} s after the outage began "
+            f"(failures by reason: {', '.join(f'{k}={v:g}' for k, v in reasons.items() if v)})")
+        if alerting:
+            page = _wait_notification(folder, "CrmAvailabilityBurnRateFast", "firing", 60)
+            if page is None:
+                failures.append("no page arrived")
+            else:
+                say(f"   page CrmAvailabilityBurnRateFast arrived at the webhook receiver "
+                    f"{time.monotonic() - start:.1f} s after the outage began "
+                    f"(alert windows compressed 60x for the demo)")
+        httpx.delete(sandbox + "/admin/faults", headers=admin)
+        recovered = time.monotonic()
+        say("   the sandbox is back")
+        if alerting:
+            resolved = _wait_notification(folder, "CrmAvailabilityBurnRateFast", "resolved", 120)
+            if resolved is None:
+                failures.append("the page did not resolve")
+            else:
+                say(f"   the page resolved {time.monotonic() - recovered:.1f} s after recovery")
+            say(f"   Prometheus: http://127.0.0.1:{ports.prometheus}/alerts, notifications: "
+                f"{folder / 'alerts.jsonl'}")
+    finally:
+        say("\nStopping the demo's processes ...")
+        stack.down(out=open(os.devnull, "w"))  # noqa: SIM115
+    if failures:
+        say("Demo finished with problems: " + "; ".join(failures))
+        return 1
+    say(f"Demo finished. Reports and logs stay in {folder}. Next: crmpulse init, then docs/.")
+    return 0
+
+
+def _samples(url: str, name: str, label: str = "check",
+             match: dict[str, str] | None = None) -> dict[str, float]:
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = httpx.get(url, timeout=5).text
+    except httpx.HTTPError:
+        return {}
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in (match or {}).items()):
+                out[sample.labels.get(label, "")] = sample.value
+    return out
+
+
+def _wait_notification(folder: Path, alertname: str, status: str, timeout: float) -> float | None:
+    import json
+    import time
+
+    start = time.monotonic()
+    path = folder / "alerts.jsonl"
+    while time.monotonic() - start < timeout:
+        if path.exists():
+            for line in path.read_text().splitlines():
+                for alert in json.loads(line)["alerts"]:
+                    if alert["labels"].get("alertname") == alertname and alert["status"] == status:
+                        return time.monotonic() - start
+        time.sleep(0.5)
+    return None

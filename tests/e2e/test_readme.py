@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -21,8 +22,8 @@ def test_the_readme_gives_exactly_two_commands_and_they_are_the_ones_ci_runs() -
     assert commands[1].strip() in (REPO / ".ci" / "run").read_text()
 
 
-def test_crmpulse_demo_prints_the_operation_table_and_exits_0() -> None:
-    run = subprocess.run([sys.executable, "-m", "crmpulse", "demo", "--seed", "100"],
+def test_crmpulse_demo_quick_prints_the_operation_table_and_exits_0() -> None:
+    run = subprocess.run([sys.executable, "-m", "crmpulse", "demo", "--quick", "--seed", "100"],
                          capture_output=True, text=True, timeout=120, cwd=REPO)
     assert run.returncode == 0, run.stdout + run.stderr
     table = run.stdout.split("Running each operation", 1)[1]
@@ -32,11 +33,28 @@ def test_crmpulse_demo_prints_the_operation_table_and_exits_0() -> None:
     assert "records created 4, deleted 4, left 0" in run.stdout
 
 
+def test_the_full_demo_tells_the_whole_story_and_the_page_arrives() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"}
+    run = subprocess.run([sys.executable, "-m", "crmpulse", "demo"], capture_output=True, text=True,
+                         timeout=400, cwd=REPO, env=env)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    out = run.stdout
+    for step in ("== 1/4", "== 2/4", "== 3/4", "== 4/4"):
+        assert step in out
+    assert "20 of 20 steps succeeded" in out
+    assert "crmpulse: verdict PASS" in out and "report.html" in out
+    assert re.search(r"probe api_read failed [\d.]+ s after the outage began", out)
+    assert re.search(r"page CrmAvailabilityBurnRateFast arrived at the webhook receiver", out)
+    assert re.search(r"the page resolved [\d.]+ s after recovery", out)
+    assert "Demo finished." in out
+
+
 def test_help_lists_every_verb_with_a_description() -> None:
     run = subprocess.run([sys.executable, "-m", "crmpulse", "--help"], capture_output=True,
                          text=True, timeout=60)
     assert run.returncode == 0
-    for verb in ("demo", "sandbox", "check-config", "init", "smoke", "call"):
+    for verb in ("demo", "sandbox", "check-config", "init", "smoke", "call", "probe", "loadtest",
+                 "alerts", "dashboards", "stack"):
         assert re.search(rf"^\s+{verb}\s+\S", run.stdout, re.M), verb
 
 

@@ -50,7 +50,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
                                              "receiver", "loadtest")}
     args = [arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))]
     up = subprocess.run([sys.executable, "-m", "crmpulse", "stack", "up", "--dir", str(folder),
-                         "--check-interval", "1s", "--scrape-interval", "1s", "--eval-interval", "1s",
+                         "--check-interval", "2s", "--scrape-interval", "1s", "--eval-interval", "1s",
                          "--compress", "60", *args], capture_output=True, text=True, timeout=120)
     assert up.returncode == 0, up.stdout + up.stderr
     yield folder, f"http://127.0.0.1:{ports['sandbox']}"
