@@ -380,17 +380,26 @@ def http_options(target: Target) -> dict[str, Any]:
             "follow_redirects": False}
 
 
+def _session(loaded: LoadedConfig | None, target: Target | None, profile: Profile | None) -> Session:
+    target = target or (loaded.target if loaded else None)
+    profile = profile or (loaded.profile if loaded else None)
+    if target is None or profile is None:
+        raise ValueError("a client needs a LoadedConfig or a target and a profile")
+    return Session(target, profile)
+
+
+def _failed(operation: str, exc: TransportError) -> OperationResult:
+    return OperationResult(operation=operation, ok=False, reason=exc.reason,
+                           message=f"{operation}: {exc}")
+
+
 class Client:
     """Synchronous driver (CLI, demo, tests)."""
 
     def __init__(self, loaded: LoadedConfig | None = None, *, target: Target | None = None,
                  profile: Profile | None = None, http: httpx.Client | None = None) -> None:
-        target = target or (loaded.target if loaded else None)
-        profile = profile or (loaded.profile if loaded else None)
-        if target is None or profile is None:
-            raise ValueError("Client needs a LoadedConfig or a target and a profile")
-        self.session = Session(target, profile)
-        self.http = http or httpx.Client(**http_options(target))
+        self.session = _session(loaded, target, profile)
+        self.http = http or httpx.Client(**http_options(self.session.target))
 
     def run(self, flow: Flow) -> Any:
         try:
@@ -423,8 +432,7 @@ class Client:
         try:
             return self.run(self.session.call(operation, variables, max_pages))
         except TransportError as exc:
-            return OperationResult(operation=operation, ok=False, reason=exc.reason,
-                                   message=f"{operation}: {exc}")
+            return _failed(operation, exc)
 
     def steps(self, steps: Iterable[Step], context: dict[str, Any] | None = None) -> list[StepResult]:
         return self.run(self.session.steps(steps, context if context is not None else {}))
@@ -447,12 +455,8 @@ class AsyncClient:
 
     def __init__(self, loaded: LoadedConfig | None = None, *, target: Target | None = None,
                  profile: Profile | None = None, http: httpx.AsyncClient | None = None) -> None:
-        target = target or (loaded.target if loaded else None)
-        profile = profile or (loaded.profile if loaded else None)
-        if target is None or profile is None:
-            raise ValueError("AsyncClient needs a LoadedConfig or a target and a profile")
-        self.session = Session(target, profile)
-        self.http = http or httpx.AsyncClient(**http_options(target))
+        self.session = _session(loaded, target, profile)
+        self.http = http or httpx.AsyncClient(**http_options(self.session.target))
 
     async def run(self, flow: Flow) -> Any:
         try:
@@ -500,8 +504,7 @@ class AsyncClient:
         try:
             return await self.run(self.session.call(operation, variables, max_pages))
         except TransportError as exc:
-            return OperationResult(operation=operation, ok=False, reason=exc.reason,
-                                   message=f"{operation}: {exc}")
+            return _failed(operation, exc)
 
     async def cleanup(self) -> CleanupReport:
         return await self.run(self.session.cleanup())

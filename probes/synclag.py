@@ -323,9 +323,7 @@ class SyncPairRunner:
         if created is None:
             return None
         session, context, written = created
-        record_id = str(context.get("id", ""))
-        self.active.add(record_id)
-        self.in_flight[record_id] = time.time() - (time.monotonic() - written)
+        record_id = self._in_flight(context, written)
         try:
             lag = await self._poll_visible(context, written)
             if lag is None:
@@ -335,9 +333,19 @@ class SyncPairRunner:
                 self._observe(lag)
             return lag
         finally:
-            self.in_flight.pop(record_id, None)
-            await self._delete(session)
-            self.active.discard(record_id)
+            await self._done(record_id, session)
+
+    def _in_flight(self, context: dict[str, Any], written: float) -> str:
+        """Track a record from its write until it is visible (or lost): never swept meanwhile."""
+        record_id = str(context.get("id", ""))
+        self.active.add(record_id)
+        self.in_flight[record_id] = time.time() - (time.monotonic() - written)
+        return record_id
+
+    async def _done(self, record_id: str, session: Session) -> None:
+        self.in_flight.pop(record_id, None)
+        await self._delete(session)
+        self.active.discard(record_id)
 
     async def _poll_visible(self, context: dict[str, Any], written: float) -> float | None:
         assert self.pair.read is not None and self.pair.read.found is not None
@@ -462,9 +470,7 @@ class SyncPairRunner:
         if created is None:
             return None
         session, context, _ = created
-        record_id = str(context.get("id", ""))
-        self.active.add(record_id)
-        self.in_flight[record_id] = time.time() - (time.monotonic() - start)
+        record_id = self._in_flight(context, start)
         try:
             received = self.early.pop(record_id, None)
             if received is None:
@@ -485,9 +491,7 @@ class SyncPairRunner:
             self._observe(lag)
             return lag
         finally:
-            self.in_flight.pop(record_id, None)
-            await self._delete(session)
-            self.active.discard(record_id)
+            await self._done(record_id, session)
 
     # -- the sweeper --------------------------------------------------------------------
 
