@@ -17,7 +17,10 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
     magnitude = 10 ** math.floor(math.log10(raw))
     step = min((m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw), default=raw)
     start = math.floor(low / step) * step
-    return [start + i * step for i in range(count + 2) if start + i * step <= high + step * 0.01]
+    ticks = [start]
+    while ticks[-1] < high - step * 0.01:  # the last tick is at or beyond the data
+        ticks.append(ticks[-1] + step)
+    return ticks
 
 
 def _fmt(value: float) -> str:
@@ -32,7 +35,13 @@ def line_chart(title: str, series: dict[str, list[tuple[float, float]]], y_label
     left, right, top, bottom = 60, 150, 30, 35
     plot_w, plot_h = width - left - right, height - top - bottom
     x_max = max((p[0] for p in points), default=1) or 1
-    y_max = max([p[1] for p in points] + list(lines.values()) + [0]) * 1.1 or 1
+    data_max = max([p[1] for p in points if p[1] == p[1]] + [0])
+    # A threshold far above the data would flatten it against the axis: keep the data
+    # readable and list such lines in the legend as "above the chart" instead.
+    shown = {k: v for k, v in lines.items() if data_max == 0 or v <= data_max * 5}
+    above = {k: v for k, v in lines.items() if k not in shown}
+    lines = shown
+    y_max = max([data_max, *lines.values()]) * 1.1 or 1
     y_ticks = _ticks(0, y_max)
     y_top = y_ticks[-1] if y_ticks else y_max
     x_ticks = _ticks(0, x_max)
@@ -73,6 +82,10 @@ def line_chart(title: str, series: dict[str, list[tuple[float, float]]], y_label
                    'stroke="#d62728" stroke-dasharray="6 4"/>')
         out.append(f'<text x="{left + plot_w + 12}" y="{legend_y + 9}" fill="#d62728">'
                    f'- - {html.escape(name)}</text>')
+        legend_y += 16
+    for name, y in above.items():
+        out.append(f'<text x="{left + plot_w + 12}" y="{legend_y + 9}" fill="#d62728">'
+                   f'{html.escape(name)} {_fmt(y)} (above)</text>')
         legend_y += 16
     out.append("</svg>")
     return "".join(out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -97,3 +98,14 @@ def test_the_pacer_holds_a_rate() -> None:
         pacer.acquire()
     elapsed = time.monotonic() - start
     assert 0.35 <= elapsed <= 0.8  # 100 tokens at 200/s, after a small initial burst
+
+
+def test_a_threshold_far_above_the_data_is_listed_not_drawn() -> None:
+    svg = line_chart("p95", {"p95": [(0, 1), (10, 2)]}, "ms", {"p95 gate": 800})
+    assert "p95 gate 800 (above)" in svg and "stroke-dasharray" not in svg
+
+
+def test_the_x_axis_covers_every_point() -> None:
+    svg = line_chart("users", {"users": [(0, 1), (24, 2)]}, "users")
+    ticks = [float(t) for t in re.findall(r">([\d.]+)s</text>", svg)]
+    assert max(ticks) >= 24
