@@ -102,3 +102,14 @@ def test_status_reports_and_down_stops_only_what_up_started(stack, sandbox: Sand
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
     assert httpx.get(sandbox.url + "/healthz").status_code == 200  # not ours: still running
+
+
+def test_up_says_exactly_what_to_install_when_prometheus_is_missing(tmp_path: Path) -> None:
+    import os
+
+    run = subprocess.run([sys.executable, "-m", "crmpulse", "stack", "up", "--dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PATH": str(tmp_path)})  # no prometheus on this PATH
+    assert run.returncode == 2
+    assert "sudo apt-get install prometheus prometheus-alertmanager" in run.stderr
+    assert not (tmp_path / "stack.json").exists()
