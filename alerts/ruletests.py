@@ -73,13 +73,13 @@ def _input(spec: SLOSpec, phases: list[tuple[int, float, float]], history: int) 
     total, bad = _series(phases, history)
     good = [round(t - b, 6) for t, b in zip(total, bad, strict=True)]
     target = spec.target
-    name = spec.selector.split('=~"')[1].split("|")[0].rstrip('"')  # the first check or pair
+    name = spec.members[0]
     if spec.slo.kind == "availability":
         labels = f'target="{target}",check="{name}"'
         return [{"series": f"{c.CHECK_RUNS.series}{{{labels}}}", "values": _segments(total)},
                 {"series": f'{c.CHECK_FAILURES.series}{{{labels},reason="status"}}',
                  "values": _segments(bad)}]
-    le = spec.rates("5m")[0].split('le="')[1].split('"')[0]
+    le = spec.le
     if spec.slo.kind == "latency":
         labels = f'target="{target}",check="{name}"'
         return [{"series": f"{c.CHECK_DURATION.count()}{{{labels}}}", "values": _segments(total)},

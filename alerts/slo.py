@@ -47,7 +47,21 @@ KIND_TITLE = {"availability": "Availability", "latency": "Latency", "sync_lag": 
 class SLOSpec:
     slo: SLO
     target: str
-    selector: str  # the label matchers for the SLO's checks or pairs
+    members: tuple[str, ...]  # the checks (or, for sync_lag, the pairs) the SLO covers
+
+    @property
+    def member_label(self) -> str:
+        return "pair" if self.slo.kind == "sync_lag" else "check"
+
+    @property
+    def selector(self) -> str:
+        """The label matchers for the SLO's checks or pairs."""
+        return f'target="{self.target}",{self.member_label}=~"{"|".join(self.members)}"'
+
+    @property
+    def le(self) -> str:
+        """The histogram bucket bound at the threshold, as the exporter writes it."""
+        return floatToGoString(self.slo.threshold)
 
     @property
     def name(self) -> str:
@@ -75,7 +89,7 @@ class SLOSpec:
         if self.slo.kind == "availability":
             return (f"sum(rate({c.CHECK_FAILURES.series}{{{s}}}[{window}]))",
                     f"sum(rate({c.CHECK_RUNS.series}{{{s}}}[{window}]))")
-        le = floatToGoString(self.slo.threshold)
+        le = self.le
         if self.slo.kind == "latency":
             total = f"sum(rate({c.CHECK_DURATION.count()}{{{s}}}[{window}]))"
             good = f'sum(rate({c.CHECK_DURATION.bucket()}{{{s},le="{le}"}}[{window}]))'
@@ -108,15 +122,15 @@ def slo_specs(loaded: LoadedConfig) -> list[SLOSpec]:
                 problems.append(Problem(where, 0, f"slos[{i}]", "a sync_lag SLO needs sync pairs "
                                         "(probes.sync)"))
                 continue
-            selector = f'target="{target}",pair=~"{"|".join(pairs)}"'
+            members = tuple(pairs)
         else:
             checks = slo.checks or [c.name for c in config.probes.checks if c.kind in ("http", "journey")]
             if not checks:
                 problems.append(Problem(where, 0, f"slos[{i}]", f"an {slo.kind} SLO needs http or "
                                         "journey checks (probes.checks)"))
                 continue
-            selector = f'target="{target}",check=~"{"|".join(checks)}"'
-        specs.append(SLOSpec(slo, target, selector))
+            members = tuple(checks)
+        specs.append(SLOSpec(slo, target, members))
     if problems:
         raise ConfigError(problems)
     return specs

@@ -80,10 +80,10 @@ def make_plan(loaded: LoadedConfig, stages: list[StagePlan]) -> Plan:
         records += peak_users * share * at_start + iterations * share * per_iteration
     rps_values = [s.rps for s in stages if s.rps]
     cap = loaded.target.safety.max_rps
-    if rps_values:
-        requests = min(requests, sum((s.rps or 0) * (s.end - b.end if b else s.end)
-                                     for s, b in zip(stages, [None, *stages[:-1]], strict=True)))
-    requests = min(requests, cap * start)
+    starts = [0.0, *(s.end for s in stages[:-1])]
+    # each stage sends at most its target rate (or the cap, when it sets none)
+    requests = min(requests, sum(min(s.rps or cap, cap) * (s.end - b)
+                                 for s, b in zip(stages, starts, strict=True)))
     host = urlsplit(loaded.target.base_url).hostname or ""
     return Plan(stages, start, peak_users, max(rps_values) if rps_values else None, cap, [host],
                 int(requests), int(records), weights)

@@ -14,9 +14,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Generator
 from dataclasses import dataclass, field, replace
-from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -184,15 +182,10 @@ def _http_request(runner: TargetRunner, session: Session, check: HTTPCheck) -> R
     return op.render(runner.target.base_url, session.variables(dict(check.with_)))
 
 
-def _send(session: Session, request: RenderedRequest) -> Generator[Any, Any, Reply]:
-    reply = yield from session.send(request)
-    return reply
-
-
 async def run_http(runner: TargetRunner, session: Session, check: Check, outcome: Outcome) -> None:
     assert isinstance(check, HTTPCheck)
     request = _http_request(runner, session, check)
-    reply: Reply = await runner.client.run(_send(session, request))
+    reply: Reply = await runner.client.run(session.send(request))
     outcome.status = reply.status
     if check.expect.status is not None:
         accepted = reply.status in check.expect.status
@@ -291,7 +284,7 @@ async def run_protection(runner: TargetRunner, session: Session, check: Check,
     broken: list[str] = []
 
     async def send(req: RenderedRequest) -> Reply:
-        reply: Reply = await runner.client.run(_send(session, req))
+        reply: Reply = await runner.client.run(session.send(req))
         return reply
 
     if check.require_auth:
