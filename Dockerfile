@@ -8,6 +8,8 @@ COPY loadtests loadtests
 COPY probes probes
 COPY dashboards dashboards
 COPY alerts alerts
+COPY deploy deploy
+# crmpulse/probes etc. are symlinks to the folders above; the installed package holds real files
 RUN pip install --no-cache-dir . && useradd --uid 10001 --no-create-home crmpulse
 USER 10001
 EXPOSE 9687 9688 8089 5557

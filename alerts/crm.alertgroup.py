@@ -12,9 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alerts.grafana import alert_group
-from alerts.rules import build_rules
 from crmpulse import load_config
+from crmpulse.alerts.grafana import alert_group
+from crmpulse.alerts.rules import build_rules
 
 alertgroup = alert_group("crmpulse", build_rules(
     load_config(os.environ.get("CRMPULSE_CONFIG", "crmpulse.yaml"))).alerts)

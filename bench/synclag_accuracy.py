@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from crmpulse import load_config  # noqa: E402
+from crmpulse.probes.exporter import Exporter, create_app  # noqa: E402
 from crmpulse.serving import bind, server_for  # noqa: E402
-from probes.exporter import Exporter, create_app  # noqa: E402
 
 ADMIN = {"X-Admin-Token": "sandbox-admin"}
 

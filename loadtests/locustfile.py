@@ -24,17 +24,20 @@ import gevent
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `locust -f` from a checkout
+try:
+    import crmpulse  # noqa: F401
+except ImportError:  # `locust -f loadtests/locustfile.py` in a clone that was never installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from crmpulse import ConfigError
-from loadtests.cleanup import CleanupTotals, clean_sessions, sweep_marker
-from loadtests.context import context
-from loadtests.gate import PERCENTILE_NOTE, evaluate, operation_entries, percentile
-from loadtests.journeys import JOURNEYS
-from loadtests.metrics import LoadTestCollector
-from loadtests.report import verdict_of, write_reports
-from loadtests.safety import check, make_plan
-from loadtests.shapes import CRMShape, plan_stages
+from crmpulse.loadtests.cleanup import CleanupTotals, clean_sessions, sweep_marker
+from crmpulse.loadtests.context import context
+from crmpulse.loadtests.gate import PERCENTILE_NOTE, evaluate, operation_entries, percentile
+from crmpulse.loadtests.journeys import JOURNEYS
+from crmpulse.loadtests.metrics import LoadTestCollector
+from crmpulse.loadtests.report import verdict_of, write_reports
+from crmpulse.loadtests.safety import check, make_plan
+from crmpulse.loadtests.shapes import CRMShape, plan_stages
 
 
 def _option(name: str) -> str | None:
@@ -241,6 +244,7 @@ def _quitting(environment: Any, **_: Any) -> None:
     if TOTALS.left != 0:
         validity["reasons"].append(f"{TOTALS.left} marked record(s) could not be deleted")
     data = _report_data(environment, results, validity, duration)
+    data["verdict"] = verdict_of(data)
     paths = write_reports(data, REPORT_DIR)
     for result in results:
         print(f"crmpulse gate: {result.describe()}")

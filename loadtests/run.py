@@ -8,12 +8,14 @@ report, CSV and Locust's own HTML report land in ``--report-dir``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 from crmpulse import LoadedConfig
 
@@ -29,18 +31,27 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
 def run_loadtest(loaded: LoadedConfig, config_path: str, dry_run: bool = False, workers: int = 0,
                  report_dir: str = "crmpulse-report", web: bool = False,
-                 metrics_listen: str | None = None, extra: list[str] | None = None) -> int:
+                 metrics_listen: str | None = None, extra: list[str] | None = None,
+                 log: Path | None = None, out: TextIO | None = None) -> int:
+    """Run the load test; return its exit code (0 PASS, 1 a gate or validity failed, 2 refused).
+
+    The verdict and every figure are in ``<report_dir>/report.json``. With ``log``, Locust's
+    output (progress lines, gate results) goes to that file instead of the terminal, and
+    ``out`` takes what this function prints itself (the plan).
+    """
+    out = out or sys.stdout
     stages = plan_stages(loaded.config.loadtest.shape, loaded.path.parent)
     plan = make_plan(loaded, stages)
     run_id = time.strftime("%Y%m%d-%H%M%S")
-    print(plan.describe(loaded.target.name, marker_for_run(loaded.target.name, run_id)), flush=True)
+    print(plan.describe(loaded.target.name, marker_for_run(loaded.target.name, run_id)), file=out,
+          flush=True)
     problems = check(loaded, plan, list(JOURNEYS))
     if problems:
         for problem in problems:
             print(f"crmpulse: refusing to run: {problem}", file=sys.stderr)
         return 2
     if dry_run:
-        print("Dry run: nothing was sent.")
+        print("Dry run: nothing was sent.", file=out)
         return 0
     folder = Path(report_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -52,16 +63,20 @@ def run_loadtest(loaded: LoadedConfig, config_path: str, dry_run: bool = False, 
     if workers > 0:
         command += ["--processes", str(workers)]
     command += extra or []
-    env = {**os.environ, "CRMPULSE_RUN_ID": run_id, "CRMPULSE_REPORT_DIR": str(folder),
-           "CRMPULSE_CONFIG": config_path}
+    # the test suite keeps Locust's monkey patching out of its own process; a real run needs it
+    env = {k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"}
+    env |= {"CRMPULSE_RUN_ID": run_id, "CRMPULSE_REPORT_DIR": str(folder),
+            "CRMPULSE_CONFIG": config_path}
     if metrics_listen is not None:
         env["CRMPULSE_METRICS_LISTEN"] = metrics_listen
     print(f"Running Locust ({'web UI' if web else 'headless'}"
           f"{f', {workers} workers' if workers else ''}); Ctrl-C stops the run and cleans up.",
-          flush=True)
-    proc = subprocess.Popen(command, env=env)
-    previous = signal.signal(signal.SIGINT, lambda *_: proc.send_signal(signal.SIGINT))
-    try:
-        return proc.wait()
-    finally:
-        signal.signal(signal.SIGINT, previous)
+          file=out, flush=True)
+    with open(log, "ab") if log else contextlib.nullcontext() as output:
+        proc = subprocess.Popen(command, env=env, stdout=output,
+                                stderr=subprocess.STDOUT if output else None)
+        previous = signal.signal(signal.SIGINT, lambda *_: proc.send_signal(signal.SIGINT))
+        try:
+            return proc.wait()
+        finally:
+            signal.signal(signal.SIGINT, previous)

@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from crmpulse.cli import main
+from crmpulse.app.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from crmpulse import load_config
-from probes.checks import Outcome, TargetRunner
+from crmpulse.probes.checks import Outcome, TargetRunner
 from tests.badservers import BadServers
 from tests.helpers import SandboxProcess, write_config
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from crmpulse import ConfigError, load_config
-from crmpulse.cli import main
+from crmpulse.app.cli import main
 from tests.helpers import write_config
 
 VALID = """

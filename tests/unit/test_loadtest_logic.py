@@ -13,10 +13,10 @@ from locust.stats import RequestStats
 
 from crmpulse import ConfigError
 from crmpulse.config import Gate, Gates, Shape
-from loadtests.context import Pacer
-from loadtests.gate import evaluate, percentile
-from loadtests.plots import line_chart
-from loadtests.shapes import plan_stages, stage_at
+from crmpulse.loadtests.context import Pacer
+from crmpulse.loadtests.gate import evaluate, percentile
+from crmpulse.loadtests.plots import line_chart
+from crmpulse.loadtests.shapes import plan_stages, stage_at
 
 
 def stats_with(samples: dict[str, list[float]], failures: dict[str, int] | None = None) -> RequestStats:

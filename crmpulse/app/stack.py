@@ -29,7 +29,7 @@ import yaml
 
 __all__ = ["Stack", "StackPorts", "receive"]
 
-STARTER = Path(__file__).with_name("starter.yaml")
+STARTER = Path(__file__).parents[1] / "starter.yaml"
 SANDBOX_SECRET = "sandbox-secret"  # the sandbox's public test secret
 
 
@@ -77,12 +77,11 @@ class Stack:
         if alerting:
             self._write_rules(config, compress, eval_interval)
             self._write_prometheus(scrape_interval, eval_interval)
-            self._write_alertmanager(compress)
-        env = {**os.environ, "CRMPULSE_CLIENT_SECRET": SANDBOX_SECRET, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         p = self.ports
         py = sys.executable
         plan = [
-            ("receiver", [py, "-m", "crmpulse.stack", "receive", "--port", str(p.receiver),
+            ("receiver", [py, "-m", "crmpulse.app.stack", "receive", "--port", str(p.receiver),
                           "--out", str(self.dir / "alerts.jsonl")], f"http://127.0.0.1:{p.receiver}/"),
             ("sandbox", [py, "-m", "crmpulse", "sandbox", "--port", str(p.sandbox),
                          "--db", str(self.dir / "sandbox.db")], f"http://127.0.0.1:{p.sandbox}/healthz"),
@@ -127,6 +126,10 @@ class Stack:
     def _write_config(self, check_interval: float, loadtest_shape: dict[str, Any] | None) -> Path:
         data = yaml.safe_load(STARTER.read_text())
         data["target"]["base_url"] = f"http://127.0.0.1:{self.ports.sandbox}"
+        # the sandbox's public test secret, by file: the stack's processes need no env
+        secret = self.dir / "client-secret"
+        secret.write_text(SANDBOX_SECRET)
+        data["target"]["auth"]["client_secret"] = f"${{file:{secret}}}"
         data["probes"]["listen"] = f"127.0.0.1:{self.ports.probe}"
         for check in data["probes"]["checks"]:
             check["interval"] = f"{check_interval:g}s"
@@ -142,13 +145,17 @@ class Stack:
         return path
 
     def _write_rules(self, config: Path, compress: float, eval_interval: float) -> None:
-        # Through the CLI, not an import: the core does not import the components.
-        rules = self.dir / "rules"
-        subprocess.run([sys.executable, "-m", "crmpulse", "alerts", "--config", str(config), "--out",
-                        str(rules), "--compress", f"{compress:g}"], check=True, capture_output=True,
-                       env={**os.environ, "CRMPULSE_CLIENT_SECRET": SANDBOX_SECRET})
-        for path in rules.glob("*.rules.yml"):
-            path.write_text(path.read_text().replace("interval: 1m", f"interval: {eval_interval:g}s"))
+        """The generated rules and Alertmanager config, with the stack's timings and receiver."""
+        from crmpulse.alerts.generate import generate
+
+        from ..config import load_config
+
+        quick = compress > 1  # notify within seconds in compressed time
+        written = generate(load_config(config), self.dir / "rules", compress=compress,
+                           evaluation_interval=eval_interval,
+                           webhook_url=f"http://127.0.0.1:{self.ports.receiver}/alerts",
+                           group_wait=1.0 if quick else 10.0, group_interval=2.0 if quick else 60.0)
+        shutil.copyfile(written["alertmanager.yml"], self.dir / "alertmanager.yml")
 
     def _write_prometheus(self, scrape_interval: float, eval_interval: float) -> None:
         p = self.ports
@@ -165,14 +172,6 @@ class Stack:
                  "static_configs": [{"targets": [f"127.0.0.1:{p.loadtest}"]}]}],
         }
         (self.dir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-
-    def _write_alertmanager(self, compress: float) -> None:
-        text = (self.dir / "rules" / "alertmanager.yml").read_text().replace(
-            "http://127.0.0.1:9095/alerts", f"http://127.0.0.1:{self.ports.receiver}/alerts")
-        if compress > 1:  # notify within seconds in compressed time
-            text = (text.replace("group_wait: 10s", "group_wait: 1s")
-                    .replace("group_interval: 1m", "group_interval: 2s"))
-        (self.dir / "alertmanager.yml").write_text(text)
 
     @staticmethod
     def _warm_up(url: str, timeout: float = 30.0) -> None:
@@ -294,7 +293,7 @@ def receive(port: int, out: Path) -> None:
 if __name__ == "__main__":
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m crmpulse.stack")
+    parser = argparse.ArgumentParser(prog="python -m crmpulse.app.stack")
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("receive")
     r.add_argument("--port", type=int, required=True)

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from ._yamlfile import SecretValue
-from .client import Client, StepResult
-from .config import Config, LoadedConfig, OAuth2ClientCredentials, Target
-from .profile import load_profile
+from .._yamlfile import SecretValue
+from ..client import Client, StepResult
+from ..config import Config, LoadedConfig, OAuth2ClientCredentials, Target
+from ..profile import load_profile
 
 __all__ = ["format_table", "run_demo", "run_smoke", "sandbox_config"]
 
@@ -73,7 +73,7 @@ def run_smoke(loaded: LoadedConfig, out: TextIO = sys.stdout) -> int:
 
 def run_demo(seed: int = 200, sync_lag_ms: float = 500.0, out: TextIO = sys.stdout) -> int:
     """Start a sandbox on a free loopback port and run the smoke steps against it."""
-    from .sandbox import SandboxServer, SandboxSettings
+    from ..sandbox import SandboxServer, SandboxSettings
 
     print(f"Starting the sandbox CRM ({seed} seeded contacts, search sync lag "
           f"{sync_lag_ms:g} ms) ...", file=out)
@@ -82,8 +82,8 @@ def run_demo(seed: int = 200, sync_lag_ms: float = 500.0, out: TextIO = sys.stdo
         return run_smoke(sandbox_config(sandbox.url), out)
 
 
-def run_full_demo(out: TextIO = sys.stdout) -> int:
-    """The whole story on the sandbox, in a few minutes: see docs/demo.md.
+def run_full_demo(out: TextIO = sys.stdout, folder: Path | None = None) -> int:
+    """The whole story on the sandbox, in a few minutes (README, Quick start).
 
     1. the sandbox CRM, and every profile operation once;
     2. probes running against it;
@@ -94,14 +94,15 @@ def run_full_demo(out: TextIO = sys.stdout) -> int:
     import json
     import os
     import socket
-    import subprocess
     import tempfile
     import time
 
     import httpx
 
-    from .config import load_config
-    from .stack import SANDBOX_SECRET, Stack, StackPorts, binaries
+    from crmpulse.loadtests.run import run_loadtest
+
+    from ..config import load_config
+    from .stack import Stack, StackPorts, binaries
 
     def port() -> int:
         with socket.socket() as s:
@@ -111,11 +112,11 @@ def run_full_demo(out: TextIO = sys.stdout) -> int:
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)
 
-    folder = Path(tempfile.mkdtemp(prefix="crmpulse-demo-"))
+    folder = folder or Path(tempfile.mkdtemp(prefix="crmpulse-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
     ports = StackPorts(*(port() for _ in range(6)))
     alerting = all(binaries().values())
     stack = Stack(folder, ports)
-    os.environ.setdefault("CRMPULSE_CLIENT_SECRET", SANDBOX_SECRET)
     admin = {"X-Admin-Token": "sandbox-admin"}
     sandbox = f"http://127.0.0.1:{ports.sandbox}"
     metrics = f"http://127.0.0.1:{ports.probe}/metrics"
@@ -151,21 +152,26 @@ def run_full_demo(out: TextIO = sys.stdout) -> int:
 
         say("\n== 3/4 A short peak-season load test (24 s, up to 8 users)")
         report = folder / "report"
-        env = {k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"}
-        run = subprocess.run([sys.executable, "-m", "crmpulse", "loadtest", "-c",
-                              str(folder / "crmpulse.yaml"), "--report-dir", str(report)],
-                             capture_output=True, text=True, env=env, timeout=300)
-        for line in run.stdout.splitlines():
-            if line.startswith(("crmpulse [", "crmpulse gate", "crmpulse: records", "crmpulse: verdict")):
-                say("   " + line)
-        if run.returncode not in (0, 1) or not (report / "report.json").exists():
-            failures.append("the load test did not complete")
-            say("   " + (run.stderr.strip().splitlines() or ["(no output)"])[-1])
+        code = run_loadtest(loaded, str(folder / "crmpulse.yaml"), report_dir=str(report),
+                            log=folder / "loadtest.log", out=open(os.devnull, "w"))  # noqa: SIM115
+        result = report / "report.json"
+        if code not in (0, 1) or not result.exists():
+            failures.append(f"the load test did not complete (exit {code}; see {folder / 'loadtest.log'})")
         else:
-            verdict = json.loads((report / "report.json").read_text())
-            say(f"   report: {report / 'report.html'} (and summary.md for a change ticket)")
-            if not verdict["passed"]:
-                failures.append("the load test's gate failed")
+            data = json.loads(result.read_text())
+            summary, cleanup = data["summary"], data["cleanup"]
+            say(f"   {summary['requests']} requests at {summary['rps']:.1f} req/s, errors "
+                f"{summary['error_ratio']:.1f} %, p95 {summary['p95_ms']:.0f} ms")
+            for gate in data["gates"]:
+                say(f"   gate {gate['scope']} {gate['name']} {gate['metric']}: "
+                    f"{'ok' if gate['passed'] else 'FAILED'} ({gate['actual']:.3g} against "
+                    f"{gate['threshold']:g})")
+            say(f"   records created {cleanup['created']}, deleted "
+                f"{cleanup['deleted'] + cleanup['swept']}, left {cleanup['left']}")
+            say(f"   verdict {data['verdict']}; report: {report / 'report.html'} "
+                "(and summary.md for a change ticket)")
+            if data["verdict"] != "PASS":
+                failures.append(f"the load test's verdict is {data['verdict']}")
 
         say("\n== 4/4 An outage: the sandbox stops answering")
         httpx.put(sandbox + "/admin/faults", json={"outage": True}, headers=admin)

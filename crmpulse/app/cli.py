@@ -12,9 +12,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import __version__
-from ._exceptions import ConfigError, CrmpulseError
-from .units import parse_duration
+from .. import __version__
+from .._exceptions import ConfigError, CrmpulseError
+from ..units import parse_duration
 
 __all__ = ["main"]
 
@@ -22,8 +22,14 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_SANDBOX_PORT = 8085
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default as the user would type it, unless the help says it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, [], argparse.SUPPRESS):
+            return text
+        return text + " (default: %(default)s)"
 
 
 def _duration(text: str) -> float:
@@ -43,7 +49,7 @@ def _config_arg(parser: argparse.ArgumentParser, positional: bool = False) -> No
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from ..config import load_config
 
     loaded = load_config(args.config)
     c = loaded.config
@@ -58,7 +64,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     if target.exists() and not args.force:
         print(f"crmpulse: {target} exists; use --force to overwrite it", file=sys.stderr)
         return EXIT_USAGE
-    starter = (Path(__file__).parent / "starter.yaml").read_text(encoding="utf-8")
+    starter = (Path(__file__).parents[1] / "starter.yaml").read_text(encoding="utf-8")
     target.write_text(starter, encoding="utf-8")
     print(f"Wrote {target}. Next:\n"
           f"  crmpulse sandbox &                            "
@@ -69,7 +75,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from .sandbox import SandboxServer, SandboxSettings
+    from ..sandbox import SandboxServer, SandboxSettings
 
     if (args.tls_cert is None) != (args.tls_key is None):
         print("crmpulse: --tls-cert and --tls-key go together", file=sys.stderr)
@@ -94,11 +100,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.quick:
         return run_demo(seed=args.seed, sync_lag_ms=args.sync_lag * 1000)
-    return run_full_demo()
+    return run_full_demo(folder=Path(args.dir) if args.dir else None)
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from ..config import load_config
     from .demo import run_smoke
 
     return run_smoke(load_config(args.config))
@@ -109,8 +115,8 @@ def cmd_call(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from .client import Client
-    from .config import load_config
+    from ..client import Client
+    from ..config import load_config
 
     loaded = load_config(args.config)
     if args.operation not in loaded.profile.operations:
@@ -145,11 +151,11 @@ def cmd_call(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     import logging
 
-    from probes.exporter import Exporter, create_app
-    from probes.webconfig import basic_auth_middleware, load_web_config
+    from crmpulse.probes.exporter import Exporter, create_app
+    from crmpulse.probes.webconfig import basic_auth_middleware, load_web_config
 
-    from .config import load_config
-    from .serving import bind, parse_listen, server_for
+    from ..config import load_config
+    from ..serving import bind, parse_listen, server_for
 
     loaded = load_config(args.config)
     web = load_web_config(args.web_config_file) if args.web_config_file else None
@@ -182,15 +188,16 @@ def cmd_probe(args: argparse.Namespace) -> int:
     # httpx logs every request with its full URL (record ids included): keep it quiet
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    exporter = Exporter(Path(args.config), loaded, listen=f"{host}:{port}" if port else None)
-    app = create_app(exporter)
-    if web is not None:
-        app = basic_auth_middleware(app, web)
     try:
         sock = bind(host, port)
     except OSError as exc:
         print(f"crmpulse: cannot listen on {listen}: {exc.strerror}", file=sys.stderr)
         return EXIT_FAILED
+    # the bound port (port 0 picks one), so webhook subscriptions name where we really listen
+    exporter = Exporter(Path(args.config), loaded, listen=f"{host}:{sock.getsockname()[1]}")
+    app = create_app(exporter)
+    if web is not None:
+        app = basic_auth_middleware(app, web)
     scheme = "https" if web and web.cert_file else "http"
     print(f"crmpulse probe: {len(loaded.config.probes.checks)} checks against "
           f"{loaded.target.base_url}; metrics on {scheme}://{host}:{sock.getsockname()[1]}/metrics",
@@ -202,9 +209,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
-    from loadtests.run import run_loadtest
+    from crmpulse.loadtests.run import run_loadtest
 
-    from .config import load_config
+    from ..config import load_config
 
     loaded = load_config(args.config)
     return run_loadtest(loaded, args.config, dry_run=args.dry_run, workers=args.workers,
@@ -213,9 +220,9 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    from alerts.generate import explain, generate
+    from crmpulse.alerts.generate import explain, generate
 
-    from .config import load_config
+    from ..config import load_config
 
     loaded = load_config(args.config)
     if args.explain:
@@ -224,38 +231,69 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     if args.compress < 1:
         print("crmpulse: --compress must be 1 or more", file=sys.stderr)
         return EXIT_USAGE
-    written = generate(loaded, Path(args.out), kubernetes=args.kubernetes, compress=args.compress)
-    print(f"Wrote {len(written)} files to {args.out}: " + ", ".join(sorted(written)))
-    print(f"Check them: promtool check rules {args.out}/*.rules.yml && "
-          f"promtool test rules {args.out}/tests/*.test.yml")
+    out = Path(args.out)
+    written = generate(loaded, out, kubernetes=args.kubernetes, compress=args.compress)
+    print(f"Wrote {len(written)} files to {out}: " + ", ".join(sorted(written)))
+    print(f"Check them: promtool check rules {out / '*.rules.yml'} && "
+          f"promtool test rules {out / 'tests' / '*.test.yml'}")
     return EXIT_OK
 
 
 def cmd_dashboards(args: argparse.Namespace) -> int:
-    from dashboards.generate import write_dashboards
+    from crmpulse.dashboards.generate import write_dashboards
 
-    from .config import load_config
+    from ..config import load_config
 
     loaded = load_config(args.config)
     written = write_dashboards(loaded, Path(args.out))
     print(f"Wrote {len(written)} dashboards to {args.out}: " + ", ".join(p.name for p in written))
-    print("Provision them with deploy/grafana/ (docs/dashboards.md).")
+    print("Provision them with Grafana's file provisioning: `crmpulse deploy --out DIR` writes "
+          "grafana/dashboards.yml and the rest (docs/dashboards.md).")
+    return EXIT_OK
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    source = Path(__file__).parents[1] / "deploy"
+    out = Path(args.out)
+    files = sorted(p for p in source.rglob("*") if p.is_file())
+    clashes = [p for p in files if (out / p.relative_to(source)).exists()]
+    if clashes and not args.force:
+        print(f"crmpulse: {out / clashes[0].relative_to(source)} exists (and {len(clashes) - 1} more); "
+              "use --force to overwrite", file=sys.stderr)
+        return EXIT_USAGE
+    for path in files:
+        target = out / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    areas = sorted({p.relative_to(source).parts[0] for p in files})
+    print(f"Wrote {len(files)} deploy files to {out}: {', '.join(areas)}. They are written for the "
+          "starter config; regenerate rules and dashboards from yours with `crmpulse alerts` and "
+          "`crmpulse dashboards` (docs/deploy.md).")
+    return EXIT_OK
+
+
+def cmd_locustfile(args: argparse.Namespace) -> int:
+    from crmpulse.loadtests.run import LOCUSTFILE
+
+    print(LOCUSTFILE)
     return EXIT_OK
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
     from .stack import Stack, StackPorts
 
+    if args.action is None:
+        args.stack_parser.print_help()
+        return EXIT_USAGE
+    if args.action != "up":
+        stack = Stack(Path(args.dir))
+        return stack.down() if args.action == "down" else stack.status()
     ports = StackPorts(sandbox=args.sandbox_port, probe=args.probe_port,
                        prometheus=args.prometheus_port, alertmanager=args.alertmanager_port,
                        receiver=args.receiver_port, loadtest=args.loadtest_port)
-    stack = Stack(Path(args.dir), ports)
-    if args.action == "up":
-        return stack.up(check_interval=args.check_interval, scrape_interval=args.scrape_interval,
-                        eval_interval=args.eval_interval, compress=args.compress)
-    if args.action == "down":
-        return stack.down()
-    return stack.status()
+    return Stack(Path(args.dir), ports).up(
+        check_interval=args.check_interval, scrape_interval=args.scrape_interval,
+        eval_interval=args.eval_interval, compress=args.compress)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -263,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="crmpulse", formatter_class=_Formatter,
         description="Load tests, synthetic probes, dashboards and alerts for a CRM.",
         epilog="Exit codes: 0 ok, 1 the run found a problem, 2 bad usage or config.\n"
-               "Docs: docs/ in the repository; start with README.md.")
+               "Docs: https://github.com/crmpulse/crmpulse/tree/main/docs (start with README.md).")
     parser.add_argument("--version", action="version", version=f"crmpulse {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", title="verbs")
 
@@ -277,8 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="only start the sandbox and run every profile operation once")
     p.add_argument("--seed", type=int, default=200, help="contacts to seed the sandbox with")
-    p.add_argument("--sync-lag", type=_duration, default=0.5, metavar="DURATION",
-                   help="the sandbox's search sync lag (default 500ms)")
+    p.add_argument("--sync-lag", type=_duration, default="500ms", metavar="DURATION",
+                   help="the sandbox's search sync lag")
+    p.add_argument("--dir", default=None,
+                   help="where the demo keeps its configs, logs and report (default: a new "
+                   "temporary folder, named at the end)")
 
     p = verb("loadtest", "run a load test on Locust: journeys, a load shape, SLO gates, a report; "
              "exit 1 when a gate fails", cmd_loadtest)
@@ -330,19 +371,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verb("stack", "run the whole loop on this machine (sandbox, exporter, Prometheus with the "
              "generated rules, Alertmanager, a webhook receiver): up, down or status", cmd_stack)
-    p.add_argument("action", choices=["up", "down", "status"])
-    p.add_argument("--dir", default=".crmpulse-stack", help="data directory (configs, logs, state)")
-    p.add_argument("--check-interval", type=_duration, default=10.0, metavar="DURATION",
-                   help="interval of every check and sync pair (default 10s)")
-    p.add_argument("--scrape-interval", type=_duration, default=5.0, metavar="DURATION",
-                   help="Prometheus scrape interval (default 5s)")
-    p.add_argument("--eval-interval", type=_duration, default=5.0, metavar="DURATION",
-                   help="Prometheus rule evaluation interval (default 5s)")
-    p.add_argument("--compress", type=float, default=1.0, metavar="N",
-                   help="divide alert windows by N so a demo pages and resolves in seconds")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", title="actions")
+    p.set_defaults(stack_parser=p, action=None)
+    up = actions.add_parser("up", formatter_class=_Formatter, help="start the stack in --dir",
+                            description="Start the sandbox, the exporter, Prometheus with the generated "
+                            "rules, Alertmanager and a webhook receiver on loopback; state, configs "
+                            "and logs go to --dir.")
+    down = actions.add_parser("down", formatter_class=_Formatter, help="stop what `up` started",
+                              description="Stop the processes `crmpulse stack up` started from --dir "
+                              "(and nothing else).")
+    status = actions.add_parser("status", formatter_class=_Formatter,
+                                help="show each process and its health; exit 1 if one is down",
+                                description="Show each of the stack's processes and its health "
+                                "endpoint; exit 1 when one is down.")
+    for sub in (up, down, status):
+        sub.add_argument("--dir", default=".crmpulse-stack", help="data directory (configs, logs, state)")
     for name, default in (("sandbox", 8085), ("probe", 9687), ("prometheus", 9090),
                           ("alertmanager", 9093), ("receiver", 9095), ("loadtest", 9688)):
-        p.add_argument(f"--{name}-port", type=int, default=default, help=f"{name} port")
+        up.add_argument(f"--{name}-port", type=int, default=default, help=f"{name} port")
+    up.add_argument("--check-interval", type=_duration, default="10s", metavar="DURATION",
+                    help="interval of every check and sync pair")
+    up.add_argument("--scrape-interval", type=_duration, default="5s", metavar="DURATION",
+                    help="Prometheus scrape interval")
+    up.add_argument("--eval-interval", type=_duration, default="5s", metavar="DURATION",
+                    help="Prometheus rule evaluation interval")
+    up.add_argument("--compress", type=float, default=1.0, metavar="N",
+                    help="divide alert windows by N so a demo pages and resolves in seconds")
+
+    p = verb("deploy", "write the deploy files (Prometheus, Alertmanager, Grafana provisioning, "
+             "Kubernetes, systemd, compose) that ship with crmpulse into a folder", cmd_deploy)
+    p.add_argument("--out", default="deploy", help="directory to write to")
+    p.add_argument("--force", action="store_true", help="overwrite files that exist")
+
+    p = verb("locustfile", "print the path of crmpulse's locustfile, for `locust -f` "
+             "(e.g. locust -f $(crmpulse locustfile) --crmpulse-config crmpulse.yaml)", cmd_locustfile)
 
     p = verb("sandbox", "serve the sandbox CRM on loopback (the default target)", cmd_sandbox)
     p.add_argument("--host", default=os.environ.get("CRMPULSE_SANDBOX_HOST", "127.0.0.1"),
@@ -352,10 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="port, 0 for any free one (env CRMPULSE_SANDBOX_PORT)")
     p.add_argument("--db", default=":memory:", help="SQLite file, or :memory:")
     p.add_argument("--seed", type=int, default=200, help="realistic contacts to create at start")
-    p.add_argument("--sync-lag", type=_duration, default=0.5, metavar="DURATION",
-                   help="delay before a change reaches the search index (default 500ms)")
-    p.add_argument("--token-ttl", type=_duration, default=3600.0, metavar="DURATION",
-                   help="lifetime of issued OAuth2 tokens (default 1h)")
+    p.add_argument("--sync-lag", type=_duration, default="500ms", metavar="DURATION",
+                   help="delay before a change reaches the search index")
+    p.add_argument("--token-ttl", type=_duration, default="1h", metavar="DURATION",
+                   help="lifetime of issued OAuth2 tokens")
     p.add_argument("--admin-token",
                    default=os.environ.get("CRMPULSE_SANDBOX_ADMIN_TOKEN", "sandbox-admin"),
                    help="token for the admin API (env CRMPULSE_SANDBOX_ADMIN_TOKEN)")
