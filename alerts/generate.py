@@ -3,14 +3,16 @@
     crmpulse alerts --config crmpulse.yaml --out out/alerts [--kubernetes] [--explain]
 
 Writes ``<out>/*.rules.yml`` (Prometheus), ``<out>/tests/*.test.yml`` (promtool),
-``<out>/grafana-alerting.json`` (Grafana file provisioning), ``<out>/alertmanager.yml``
-and, with ``--kubernetes``, ``<out>/prometheusrule.yaml``. All problems are found
+``<out>/grafana-alerting.json`` (Grafana file provisioning), ``<out>/alertmanager.yml``,
+``<out>/runbooks/<Alert>.md`` (to host where ``alerting.runbook_base_url`` points) and,
+with ``--kubernetes``, ``<out>/prometheusrule.yaml``. All problems are found
 before any file is written.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +37,15 @@ def _dump(data: Any) -> str:
 
 
 def generate(loaded: LoadedConfig, out: Path, kubernetes: bool = False, compress: float = 1.0,
-             webhook_url: str | None = None) -> dict[str, Path]:
-    rules = build_rules(loaded, compress)  # raises ConfigError before anything is written
+             webhook_url: str | None = None, evaluation_interval: float = 60.0,
+             group_wait: float = 10.0, group_interval: float = 60.0) -> dict[str, Path]:
+    """Write every file; return {name relative to ``out``: path}.
+
+    ``evaluation_interval`` sets each rule group's interval; ``webhook_url``,
+    ``group_wait`` and ``group_interval`` (seconds) shape the Alertmanager example.
+    """
+    # raises ConfigError before anything is written
+    rules = build_rules(loaded, compress, evaluation_interval)
     grafana = provisioning([alert_group("crmpulse", rules.alerts)])
     queries = queries_of(grafana)
     written: dict[str, Path] = {}
@@ -56,12 +65,19 @@ def generate(loaded: LoadedConfig, out: Path, kubernetes: bool = False, compress
         for speed, test in tests.items():
             path = out / "tests" / f"slo-{spec.name}-{speed}.test.yml"
             path.write_text(_dump(test), encoding="utf-8")
-            written[path.name] = path
+            written[f"tests/{path.name}"] = path
     (out / "grafana-alerting.json").write_text(json.dumps(grafana, indent=2), encoding="utf-8")
     written["grafana-alerting.json"] = out / "grafana-alerting.json"
-    (out / "alertmanager.yml").write_text(
-        alertmanager_config(webhook_url) if webhook_url else alertmanager_config(), encoding="utf-8")
+    am = alertmanager_config(group_wait=group_wait, group_interval=group_interval,
+                             **({"webhook_url": webhook_url} if webhook_url else {}))
+    (out / "alertmanager.yml").write_text(am, encoding="utf-8")
     written["alertmanager.yml"] = out / "alertmanager.yml"
+    (out / "runbooks").mkdir(exist_ok=True)
+    for alert in sorted({a.name for a in rules.alerts}):
+        source = RUNBOOKS / f"{alert}.md"
+        if source.exists():  # a test requires one for every alert
+            shutil.copyfile(source, out / "runbooks" / source.name)
+            written[f"runbooks/{source.name}"] = out / "runbooks" / source.name
     if kubernetes:
         document = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
                     "metadata": {"name": f"crmpulse-{loaded.target.name.replace('_', '-')}",

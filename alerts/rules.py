@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crmpulse import LoadedConfig, contract
+from crmpulse import contract as c
 from crmpulse.units import format_duration, parse_duration
 
 from .slo import PAIRS, RECORD, WINDOWS, SLOSpec, slo_specs
@@ -69,14 +70,17 @@ def _window_name(seconds: float) -> str:
     return format_duration(seconds)
 
 
-def build_rules(loaded: LoadedConfig, compress: float = 1.0) -> RuleSet:
+def build_rules(loaded: LoadedConfig, compress: float = 1.0, interval: float = 60.0) -> RuleSet:
     """The rule set; ``compress`` > 1 divides every window and duration by it.
+
+    ``interval`` is every group's evaluation interval (seconds).
 
     Compressed time is for demos and end-to-end tests only (``crmpulse stack``): an
     outage pages within seconds and resolves within a minute instead of half an hour.
     The burn-rate factors, and so what an alert means, do not change.
     """
     alerting = loaded.config.alerting
+    every = format_duration(interval)
     base = alerting.runbook_base_url.rstrip("/")
     out = RuleSet(specs=slo_specs(loaded))
 
@@ -95,18 +99,18 @@ def build_rules(loaded: LoadedConfig, compress: float = 1.0) -> RuleSet:
                             "labels": spec.labels})
         bad, total = spec.rates(w("5m"))
         records += [
-            {"record": "crmpulse_slo:sli_errors:rate5m", "expr": bad, "labels": spec.labels},
-            {"record": "crmpulse_slo:sli_events:rate5m", "expr": total, "labels": spec.labels},
+            {"record": c.SLO_ERRORS_RATE5M.name, "expr": bad, "labels": spec.labels},
+            {"record": c.SLO_EVENTS_RATE5M.name, "expr": total, "labels": spec.labels},
             # the period's SLI as a ratio of sums (not a mean of short ratios)
-            {"record": "crmpulse_slo:sli_error:ratio_period",
-             "expr": (f"sum_over_time(crmpulse_slo:sli_errors:rate5m{{{spec.matchers}}}"
-                      f"[{w(period)}]) / sum_over_time(crmpulse_slo:sli_events:rate5m"
+            {"record": c.SLO_ERROR_RATIO_PERIOD.name,
+             "expr": (f"sum_over_time({c.SLO_ERRORS_RATE5M.name}{{{spec.matchers}}}"
+                      f"[{w(period)}]) / sum_over_time({c.SLO_EVENTS_RATE5M.name}"
                       f"{{{spec.matchers}}}[{w(period)}])"),
              "labels": spec.labels},
-            {"record": "crmpulse_slo:objective:ratio", "expr": f"vector({spec.slo.objective / 100!r})",
+            {"record": c.SLO_OBJECTIVE.name, "expr": f"vector({spec.slo.objective / 100!r})",
              "labels": spec.labels},
-            {"record": "crmpulse_slo:error_budget_remaining:ratio",
-             "expr": f"1 - crmpulse_slo:sli_error:ratio_period{{{spec.matchers}}} / {spec.budget!r}",
+            {"record": c.SLO_BUDGET_REMAINING.name,
+             "expr": f"1 - {c.SLO_ERROR_RATIO_PERIOD.name}{{{spec.matchers}}} / {spec.budget!r}",
              "labels": spec.labels},
         ]
         alerts = []
@@ -134,8 +138,8 @@ def build_rules(loaded: LoadedConfig, compress: float = 1.0) -> RuleSet:
             alerts.append(rule)
         out.alerts += alerts
         out.files[f"slo-{spec.name}.rules.yml"] = [
-            {"name": f"crmpulse-slo-{spec.name}-sli", "interval": "1m", "rules": records},
-            {"name": f"crmpulse-slo-{spec.name}-alerts", "interval": "1m",
+            {"name": f"crmpulse-slo-{spec.name}-sli", "interval": every, "rules": records},
+            {"name": f"crmpulse-slo-{spec.name}-alerts", "interval": every,
              "rules": [a.as_rule() for a in alerts]},
         ]
 
@@ -143,7 +147,7 @@ def build_rules(loaded: LoadedConfig, compress: float = 1.0) -> RuleSet:
     out.alerts += companions
     if companions:
         out.files["companions.rules.yml"] = [
-            {"name": "crmpulse-companions", "interval": "1m", "rules": [a.as_rule() for a in companions]}]
+            {"name": "crmpulse-companions", "interval": every, "rules": [a.as_rule() for a in companions]}]
     return out
 
 

@@ -21,7 +21,7 @@ from crmpulse.units import format_duration, parse_duration
 
 __all__ = ["PAIRS", "BurnPair", "SLOSpec", "detection", "slo_specs"]
 
-RECORD = "crmpulse_slo:sli_error:ratio_rate{window}"
+RECORD = contract.SLO_ERROR_RATIO_RATE.name + "{window}"
 
 
 @dataclass(frozen=True)

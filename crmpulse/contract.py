@@ -21,8 +21,10 @@ __all__ = [
     "PHASES",
     "PROBE_METRICS",
     "PROTECTIONS",
+    "RECORDED",
     "SYNC_STAGES",
     "Metric",
+    "Recorded",
     "duration_buckets",
 ]
 
@@ -196,6 +198,42 @@ METRICS = (*SYNC_METRICS, *LOADTEST_METRICS, CHECK_SUCCESS, CHECK_RUNS, CHECK_FA
            JOURNEY_STEP_DURATION, JOURNEY_STEP_FAILURES, JOURNEY_AUTH_DURATION, TLS_EXPIRY,
            TLS_CHAIN_VALID, PROTECTION_HOLDS, BUILD_INFO, CONFIG_RELOAD_OK, CONFIG_RELOAD_TIME,
            CONFIG_RELOADS, SCRAPE_DURATION, CHECKS_CONFIGURED)
+
+# -- recorded series (Prometheus recording rules written by `crmpulse alerts`) ------------
+@dataclass(frozen=True)
+class Recorded:
+    """A recording rule's output, named ``level:metric:operations`` as Prometheus advises.
+
+    Defined here beside the raw names so dashboards and alerts import one spelling.
+    """
+
+    name: str
+    help: str
+    labels: tuple[str, ...] = ("target", "slo", "kind")
+
+    @property
+    def series(self) -> str:
+        return self.name
+
+    def at(self, window: str) -> str:
+        """The name for one rate window, for names that end in ``_rate`` (``...:ratio_rate1h``)."""
+        if not self.name.endswith("_rate"):
+            raise ValueError(f"{self.name} has no window")
+        return self.name + window
+
+
+SLO_ERROR_RATIO_RATE = Recorded("crmpulse_slo:sli_error:ratio_rate",
+                                "Share of bad events over a window (suffix: the window, e.g. 1h).")
+SLO_ERRORS_RATE5M = Recorded("crmpulse_slo:sli_errors:rate5m", "Bad events per second over 5 minutes.")
+SLO_EVENTS_RATE5M = Recorded("crmpulse_slo:sli_events:rate5m", "All events per second over 5 minutes.")
+SLO_ERROR_RATIO_PERIOD = Recorded("crmpulse_slo:sli_error:ratio_period",
+                                  "Share of bad events over the whole SLO window (a ratio of sums).")
+SLO_OBJECTIVE = Recorded("crmpulse_slo:objective:ratio", "The SLO's objective as a ratio (0.999).")
+SLO_BUDGET_REMAINING = Recorded("crmpulse_slo:error_budget_remaining:ratio",
+                                "Share of the SLO window's error budget not yet spent (can go negative).")
+RECORDED = (SLO_ERROR_RATIO_RATE, SLO_ERRORS_RATE5M, SLO_EVENTS_RATE5M, SLO_ERROR_RATIO_PERIOD,
+            SLO_OBJECTIVE, SLO_BUDGET_REMAINING)
+
 
 #: Base buckets for request durations; SLO thresholds are merged in so every latency
 #: SLO can be computed exactly from one bucket (``le`` = the threshold).

@@ -4,7 +4,6 @@ overlaps, and links between the dashboards and to the runbooks."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from grafanalib.core import (
@@ -21,12 +20,10 @@ from grafanalib.core import (
     TimeSeries,
 )
 
-__all__ = ["DASHBOARDS", "DS", "RUNBOOKS", "SEL", "Layout", "dashboard", "stat", "table", "timeline",
-           "timeseries"]
+from crmpulse import contract as c
 
-#: where the runbook link points; `crmpulse dashboards` sets it from alerting.runbook_base_url
-RUNBOOKS = os.environ.get("CRMPULSE_RUNBOOKS",
-                          "https://github.com/crmpulse/crmpulse/blob/main/alerts/runbooks")
+__all__ = ["DASHBOARDS", "DS", "SEL", "Layout", "dashboard", "stat", "table", "timeline",
+           "timeseries"]
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
 SEL = 'target=~"$target"'
@@ -118,7 +115,7 @@ def variables(*extra: str) -> Templating:
     queries = {
         "check": 'label_values(crmpulse_check_runs_total{target=~"$target"}, check)',
         "pair": 'label_values(crmpulse_sync_canaries_created_total{target=~"$target"}, pair)',
-        "slo": 'label_values(crmpulse_slo:objective:ratio{target=~"$target"}, slo)',
+        "slo": f'label_values({c.SLO_OBJECTIVE.series}{{target=~"$target"}}, slo)',
         "operation": 'label_values(crmpulse_loadtest_requests_total{target=~"$target",'
                      'kind="operation"}, name)',
     }

@@ -1,23 +1,28 @@
 """The exporter's own health: scrape time, overruns, reloads."""
 
+from grafanalib.core import Dashboard
+
 from crmpulse import contract as c
-from dashboards.common import SEL, Layout, dashboard, stat, table, timeseries
+from crmpulse.config import Config
+from crmpulse.dashboards.common import SEL, Layout, dashboard, stat, table, timeseries
 
-layout = Layout()
-layout.add(timeseries("Scrape duration p50 / p99", "Time to render /metrics.",
-                      *[(f"histogram_quantile({q}, sum by (le) "
-                         f"(rate({c.SCRAPE_DURATION.bucket()}[$__rate_interval])))", f"p{int(q * 100)}")
-                        for q in (0.5, 0.99)], unit="s"), 12, 8)
-layout.add(timeseries("Check overruns", "Runs skipped because the previous outlasted the interval.",
-                      (f"sum by (check) (rate({c.CHECK_OVERRUNS.series}{{{SEL}}}[$__rate_interval]))",
-                       "{{check}}"), unit="reqps"), 12, 8)
-layout.add(stat("Checks configured", "", (f"{c.CHECKS_CONFIGURED.series}{{{SEL}}}", "{{target}}")), 6, 5)
-layout.add(stat("Last reload successful", "",
-                (f"{c.CONFIG_RELOAD_OK.series}", "reload"),
-                thresholds=[{"value": None, "color": "red"}, {"value": 1, "color": "green"}]), 6, 5)
-layout.add(timeseries("Reloads", "By result.",
-                      (f"sum by (result) (increase({c.CONFIG_RELOADS.series}[$__rate_interval]))",
-                       "{{result}}")), 12, 5)
-layout.add(table("Build", "", (f"{c.BUILD_INFO.series}", "")), 24, 4)
 
-dashboard = dashboard("crmpulse-exporter", layout, "The probe exporter's own health.")
+def build(config: Config) -> Dashboard:
+    layout = Layout()
+    layout.add(timeseries("Scrape duration p50 / p99", "Time to render /metrics.",
+                          *[(f"histogram_quantile({q}, sum by (le) "
+                             f"(rate({c.SCRAPE_DURATION.bucket()}[$__rate_interval])))", f"p{int(q * 100)}")
+                            for q in (0.5, 0.99)], unit="s"), 12, 8)
+    layout.add(timeseries("Check overruns", "Runs skipped because the previous outlasted the interval.",
+                          (f"sum by (check) (rate({c.CHECK_OVERRUNS.series}{{{SEL}}}[$__rate_interval]))",
+                           "{{check}}"), unit="reqps"), 12, 8)
+    layout.add(stat("Checks configured", "", (f"{c.CHECKS_CONFIGURED.series}{{{SEL}}}", "{{target}}")), 6, 5)
+    layout.add(stat("Last reload successful", "",
+                    (f"{c.CONFIG_RELOAD_OK.series}", "reload"),
+                    thresholds=[{"value": None, "color": "red"}, {"value": 1, "color": "green"}]), 6, 5)
+    layout.add(timeseries("Reloads", "By result.",
+                          (f"sum by (result) (increase({c.CONFIG_RELOADS.series}[$__rate_interval]))",
+                           "{{result}}")), 12, 5)
+    layout.add(table("Build", "", (f"{c.BUILD_INFO.series}", "")), 24, 4)
+
+    return dashboard("crmpulse-exporter", layout, "The probe exporter's own health.")

@@ -2,71 +2,75 @@
 
 from typing import Any
 
-from grafanalib.core import Annotations
+from grafanalib.core import Annotations, Dashboard
 
 from crmpulse import contract as c
-from dashboards.common import RUNBOOKS, SEL, Layout, dashboard, stat, table, timeline, timeseries
+from crmpulse.config import Config
+from crmpulse.dashboards.common import SEL, Layout, dashboard, stat, table, timeline, timeseries
 
 CHK = f'{SEL},check=~"$check"'
 BUDGET: list[dict[str, Any]] = [{"value": None, "color": "red"}, {"value": 25, "color": "orange"},
                                  {"value": 50, "color": "green"}]
 
-layout = Layout()
-layout.row("SLOs")
-layout.add(stat("SLO objective", "The target share of good events, per SLO.",
-                (f'crmpulse_slo:objective:ratio{{{SEL},slo=~"$slo"}} * 100', "{{slo}}"),
-                unit="percent", decimals=2), 6, 5)
-layout.add(stat("SLI over the SLO window", "Good events over the whole SLO window (a ratio of sums).",
-                (f'(1 - crmpulse_slo:sli_error:ratio_period{{{SEL},slo=~"$slo"}}) * 100', "{{slo}}"),
-                unit="percent", decimals=3), 6, 5)
-layout.add(stat("Error budget remaining", "Share of the window's error budget not yet spent.",
-                (f'crmpulse_slo:error_budget_remaining:ratio{{{SEL},slo=~"$slo"}} * 100', "{{slo}}"),
-                unit="percent", decimals=1, thresholds=BUDGET), 6, 5)
-layout.add(table("Firing alerts", "Alerts firing now for this target (each links its runbook).",
-                 (f'ALERTS{{alertstate="firing",{SEL}}} or on() label_replace(vector(0), '
-                  '"alertname", "none firing", "", "")', "")), 6, 5)
-layout.add(timeseries("Burn rate (1 h window)", "How fast the error budget burns: 1 = exactly on "
-                      "budget; the page threshold is 14.4.",
-                      (f'crmpulse_slo:sli_error:ratio_rate1h{{{SEL},slo=~"$slo"}} / on(slo, target) '
-                       f'(1 - crmpulse_slo:objective:ratio{{{SEL},slo=~"$slo"}})', "{{slo}}"),
-                      thresholds=[{"value": None, "color": "green"}, {"value": 6, "color": "orange"},
-                                  {"value": 14.4, "color": "red"}]), 24, 7)
-layout.row("Checks")
-layout.add(timeline("Check status", "1 = the last run succeeded.",
-                    (f"{c.CHECK_SUCCESS.series}{{{CHK}}}", "{{check}}")), 24, 6)
-layout.add(timeseries("Availability per check", "Share of runs that succeeded.",
-                      (f"1 - sum by (check) (rate({c.CHECK_FAILURES.series}{{{CHK}}}[$__rate_interval])) "
-                       f"/ sum by (check) (rate({c.CHECK_RUNS.series}{{{CHK}}}[$__rate_interval]))",
-                       "{{check}}"), unit="percentunit"), 12, 8)
-layout.add(timeseries("Failures by reason", "Failed runs per second, by check and bounded reason.",
-                      (f"sum by (check, reason) (rate({c.CHECK_FAILURES.series}{{{CHK}}}[$__rate_interval]))",
-                       "{{check}} {{reason}}"), unit="reqps", stacked=True), 12, 8)
-layout.add(timeseries("Latency per check (p50, p95, p99)", "From the check duration histogram.",
-                      *[(f"histogram_quantile({q}, sum by (check, le) "
-                         f"(rate({c.CHECK_DURATION.bucket()}{{{CHK}}}[$__rate_interval])))",
-                         f"{{{{check}}}} p{int(q * 100)}") for q in (0.5, 0.95, 0.99)], unit="s"), 24, 8)
-layout.row("Sync, protections, certificates")
-layout.add(timeseries("Sync lag per pair", "Heartbeat: now minus the newest visible stamp; "
-                      "canary/webhook: the last measured lag or the oldest unseen record's age.",
-                      (f"{c.SYNC_LAG.series}{{{SEL}}}", "{{pair}}"), unit="s"), 12, 8)
-layout.add(timeline("Protections", "1 = the protection holds (auth enforced, no exposed fields, ...).",
-                    (f"{c.PROTECTION_HOLDS.series}{{{SEL}}}", "{{check}} {{protection}}")), 12, 8)
-layout.add(stat("Certificate expires in", "Days until the served certificate expires.",
-                (f"({c.TLS_EXPIRY.series}{{{SEL}}} - time()) / 86400", "{{check}}"), unit="d",
-                decimals=1, thresholds=[{"value": None, "color": "red"}, {"value": 3, "color": "orange"},
-                                        {"value": 14, "color": "green"}]), 12, 5)
-layout.add(stat("Certificate chain valid", "1 = the chain verifies against the trust store.",
-                (f"{c.TLS_CHAIN_VALID.series}{{{SEL}}}", "{{check}}"),
-                thresholds=[{"value": None, "color": "red"}, {"value": 1, "color": "green"}]), 12, 5)
 
-LOAD_TESTS = Annotations(list=[{
-    "datasource": {"type": "prometheus", "uid": "${datasource}"}, "enable": True,
-    "name": "Load tests", "iconColor": "purple", "titleFormat": "load test {{run}}",
-    "expr": f"({c.LOADTEST_RUNNING.series}{{{SEL}}} == 1) * on(target) "
-            f"group_left(run) {c.LOADTEST_INFO.series}{{{SEL}}}",
-    "step": "30s", "useValueForTime": False}])
+def build(config: Config) -> Dashboard:
+    layout = Layout()
+    layout.row("SLOs")
+    layout.add(stat("SLO objective", "The target share of good events, per SLO.",
+                    (f'{c.SLO_OBJECTIVE.series}{{{SEL},slo=~"$slo"}} * 100', "{{slo}}"),
+                    unit="percent", decimals=2), 6, 5)
+    layout.add(stat("SLI over the SLO window", "Good events over the whole SLO window (a ratio of sums).",
+                    (f'(1 - {c.SLO_ERROR_RATIO_PERIOD.series}{{{SEL},slo=~"$slo"}}) * 100', "{{slo}}"),
+                    unit="percent", decimals=3), 6, 5)
+    layout.add(stat("Error budget remaining", "Share of the window's error budget not yet spent.",
+                    (f'{c.SLO_BUDGET_REMAINING.series}{{{SEL},slo=~"$slo"}} * 100', "{{slo}}"),
+                    unit="percent", decimals=1, thresholds=BUDGET), 6, 5)
+    layout.add(table("Firing alerts", "Alerts firing now for this target (each links its runbook).",
+                     (f'ALERTS{{alertstate="firing",{SEL}}} or on() label_replace(vector(0), '
+                      '"alertname", "none firing", "", "")', "")), 6, 5)
+    layout.add(timeseries("Burn rate (1 h window)", "How fast the error budget burns: 1 = exactly on "
+                          "budget; the page threshold is 14.4.",
+                          (f'{c.SLO_ERROR_RATIO_RATE.at("1h")}{{{SEL},slo=~"$slo"}} / on(slo, target) '
+                           f'(1 - {c.SLO_OBJECTIVE.series}{{{SEL},slo=~"$slo"}})', "{{slo}}"),
+                          thresholds=[{"value": None, "color": "green"}, {"value": 6, "color": "orange"},
+                                      {"value": 14.4, "color": "red"}]), 24, 7)
+    layout.row("Checks")
+    layout.add(timeline("Check status", "1 = the last run succeeded.",
+                        (f"{c.CHECK_SUCCESS.series}{{{CHK}}}", "{{check}}")), 24, 6)
+    layout.add(timeseries("Availability per check", "Share of runs that succeeded.",
+                          (f"1 - sum by (check) (rate({c.CHECK_FAILURES.series}{{{CHK}}}[$__rate_interval])) "
+                           f"/ sum by (check) (rate({c.CHECK_RUNS.series}{{{CHK}}}[$__rate_interval]))",
+                           "{{check}}"), unit="percentunit"), 12, 8)
+    layout.add(timeseries("Failures by reason", "Failed runs per second, by check and bounded reason.",
+                          (f"sum by (check, reason) "
+                           f"(rate({c.CHECK_FAILURES.series}{{{CHK}}}[$__rate_interval]))",
+                           "{{check}} {{reason}}"), unit="reqps", stacked=True), 12, 8)
+    layout.add(timeseries("Latency per check (p50, p95, p99)", "From the check duration histogram.",
+                          *[(f"histogram_quantile({q}, sum by (check, le) "
+                             f"(rate({c.CHECK_DURATION.bucket()}{{{CHK}}}[$__rate_interval])))",
+                             f"{{{{check}}}} p{int(q * 100)}") for q in (0.5, 0.95, 0.99)], unit="s"), 24, 8)
+    layout.row("Sync, protections, certificates")
+    layout.add(timeseries("Sync lag per pair", "Heartbeat: now minus the newest visible stamp; "
+                          "canary/webhook: the last measured lag or the oldest unseen record's age.",
+                          (f"{c.SYNC_LAG.series}{{{SEL}}}", "{{pair}}"), unit="s"), 12, 8)
+    layout.add(timeline("Protections", "1 = the protection holds (auth enforced, no exposed fields, ...).",
+                        (f"{c.PROTECTION_HOLDS.series}{{{SEL}}}", "{{check}} {{protection}}")), 12, 8)
+    layout.add(stat("Certificate expires in", "Days until the served certificate expires.",
+                    (f"({c.TLS_EXPIRY.series}{{{SEL}}} - time()) / 86400", "{{check}}"), unit="d",
+                    decimals=1, thresholds=[{"value": None, "color": "red"}, {"value": 3, "color": "orange"},
+                                            {"value": 14, "color": "green"}]), 12, 5)
+    layout.add(stat("Certificate chain valid", "1 = the chain verifies against the trust store.",
+                    (f"{c.TLS_CHAIN_VALID.series}{{{SEL}}}", "{{check}}"),
+                    thresholds=[{"value": None, "color": "red"}, {"value": 1, "color": "green"}]), 12, 5)
 
-dashboard = dashboard("crmpulse-overview", layout,
-                      "Is the CRM up, how much error budget is left, which operation is slow, is data "
-                      "in sync, is a load test running.", ("slo", "check"), runbooks=RUNBOOKS,
-                      annotations=LOAD_TESTS)
+    LOAD_TESTS = Annotations(list=[{
+        "datasource": {"type": "prometheus", "uid": "${datasource}"}, "enable": True,
+        "name": "Load tests", "iconColor": "purple", "titleFormat": "load test {{run}}",
+        "expr": f"({c.LOADTEST_RUNNING.series}{{{SEL}}} == 1) * on(target) "
+                f"group_left(run) {c.LOADTEST_INFO.series}{{{SEL}}}",
+        "step": "30s", "useValueForTime": False}])
+
+    return dashboard("crmpulse-overview", layout,
+                     "Is the CRM up, how much error budget is left, which operation is slow, is data "
+                     "in sync, is a load test running.", ("slo", "check"),
+                     runbooks=config.alerting.runbook_base_url, annotations=LOAD_TESTS)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alerts.rules import ALERT_NAMES
-from crmpulse.cli import main
+from crmpulse.alerts.rules import ALERT_NAMES
+from crmpulse.app.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 RUNBOOKS = REPO / "alerts" / "runbooks"
@@ -169,3 +169,20 @@ def test_the_committed_grafana_alert_provisioning_matches_the_generator(tmp_path
     assert committed == json.loads((tmp_path / "grafana-alerting.json").read_text()), (
         "regenerate: crmpulse alerts -c crmpulse/starter.yaml --out out && "
         "cp out/grafana-alerting.json deploy/grafana/alerting/crmpulse-alerts.json")
+
+
+def test_every_series_the_rules_record_or_read_is_named_in_the_contract(generated: Path) -> None:
+    from crmpulse import contract
+
+    raw = {m.series for m in contract.METRICS} | {f(m) for m in contract.METRICS
+                                                   for f in (contract.Metric.bucket, contract.Metric.count)}
+    recorded = {r.name for r in contract.RECORDED}
+    rules = rules_of(generated)
+    records = {rule["record"] for rule in rules if "record" in rule}
+    assert records, "the rules record the SLO series"
+    for name in records:
+        assert name in recorded or any(name.startswith(r) and name.endswith(("m", "h", "d"))
+                                       for r in recorded if r.endswith("_rate")), name
+    for rule in rules:
+        for name in re.findall(r"\b(crmpulse_[a-z0-9_:]+)", rule["expr"]):
+            assert name in raw or name in records, f"{name} in {rule.get('alert') or rule['record']}"

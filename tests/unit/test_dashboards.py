@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from crmpulse import contract
-from dashboards.common import DASHBOARDS
-from dashboards.generate import build_all
+from crmpulse.dashboards.common import DASHBOARDS
+from crmpulse.dashboards.generate import build_all
 
 REPO = Path(__file__).resolve().parents[2]
 BUILT = build_all()
@@ -60,14 +60,39 @@ def test_every_link_resolves_to_a_generated_dashboard_or_the_runbooks(area: str)
             assert url.endswith("/alerts/runbooks") and (REPO / "alerts" / "runbooks").is_dir()
 
 
-def test_queries_use_only_contract_metrics_and_recorded_slis() -> None:
+def contract_names() -> set[str]:
     known = {m.series for m in contract.METRICS} | {m.bucket() for m in contract.METRICS} | \
         {m.count() for m in contract.METRICS} | {m.sum() for m in contract.METRICS}
+    recorded = {r.name for r in contract.RECORDED if not r.name.endswith("_rate")}
+    rates = {r.at(w) for r in contract.RECORDED if r.name.endswith("_rate")
+             for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d")}
+    return known | recorded | rates
+
+
+def test_queries_use_only_contract_metrics_and_recorded_series() -> None:
+    known = contract_names()
+    seen = set()
     for area, dashboard in BUILT.items():
-        for p in panels(dashboard):
-            for t in p.get("targets", []):
-                for name in re.findall(r"\b(crmpulse_[a-z0-9_]+)(?![:a-z0-9_])", t["expr"]):
-                    assert name in known, f"{area}/{p['title']}: {name} is not in the contract"
+        queries = [t["expr"] for p in panels(dashboard) for t in p.get("targets", [])]
+        queries += [v.get("query", "") for v in dashboard["templating"]["list"]]
+        for query in queries:
+            for name in re.findall(r"\b(crmpulse_[a-z0-9_:]+)", str(query)):
+                assert name in known, f"{area}: {name} is not in the contract"
+                seen.add(name)
+    assert any(":" in name for name in seen), "the recorded SLO series must be checked too"
+
+
+def test_a_second_build_with_another_config_uses_that_config() -> None:
+    from crmpulse.config import Alerting, Config, Target
+
+    def build(url: str) -> dict:
+        config = Config(target=Target(name="crm", base_url="https://crm.example"),
+                        alerting=Alerting(runbook_base_url=url))
+        return build_all(config)["overview"]
+
+    first, second = build("https://wiki.example/a"), build("https://wiki.example/b")
+    assert [link["url"] for link in first["links"]][-1] == "https://wiki.example/a"
+    assert [link["url"] for link in second["links"]][-1] == "https://wiki.example/b"
 
 
 @pytest.mark.parametrize("area", sorted(BUILT))
