@@ -1,48 +1,127 @@
-"""Test helpers: a real sandbox CRM process on loopback, configs written to disk."""
+"""Test helpers: real server processes on loopback, configs written to disk.
+
+Ports: servers of ours bind port 0 and say which port they got (read from their first
+output line); programs that cannot (Prometheus, Alertmanager, Locust's master) get a
+:func:`reserve_port`, never a port bound and closed in the ephemeral range, which the
+kernel may hand to any outgoing connection before the server binds it.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import random
+import re
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
 ADMIN = {"X-Admin-Token": "sandbox-admin"}
+_LOCKS = Path(tempfile.gettempdir()) / "crmpulse-test-ports"
+_HELD: list[IO[str]] = []
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def reserve_port() -> int:
+    """A loopback port for a server that cannot bind port 0 itself; held until this process exits.
+
+    It comes from below the kernel's ephemeral range (so no outgoing connection is ever
+    given it as a source port), is locked by a file lock shared by every test process on
+    the machine (so two concurrent runs never pick the same one), and is skipped when
+    anything listens on it already.
+    """
+    _LOCKS.mkdir(exist_ok=True)
+    high = min(_ephemeral_low(), 32768) - 1
+    candidates = list(range(20000, high))
+    random.shuffle(candidates)
+    for port in candidates:
+        handle = open(_LOCKS / str(port), "w")  # noqa: SIM115 - held for the process's life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                handle.close()
+                continue
+        _HELD.append(handle)
+        return port
+    raise RuntimeError("no free port to reserve")
+
+
+class Output:
+    """Drains a child's stdout on a thread (a full pipe would block the child) and keeps it."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._proc = proc
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for(self, pattern: str, timeout: float = 20) -> re.Match[str]:
+        """The first line matching ``pattern``; raises with the output when the child exits first."""
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        seen = 0
+        with self._changed:
+            while True:
+                for line in self.lines[seen:]:
+                    if match := regex.search(line):
+                        return match
+                seen = len(self.lines)
+                left = deadline - time.monotonic()
+                if left <= 0 or (not self._thread.is_alive() and seen == len(self.lines)):
+                    raise RuntimeError(f"no line like {pattern!r} in: {self.text()[-3000:]}")
+                self._changed.wait(min(left, 0.5))
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def join(self, timeout: float = 10) -> str:
+        self._thread.join(timeout)
+        return self.text()
 
 
 class SandboxProcess:
     """A `crmpulse sandbox` subprocess, reached only over HTTP like any CRM."""
 
     def __init__(self, *args: str, scheme: str = "http", verify: ssl.SSLContext | bool = True) -> None:
-        self.port = free_port()
-        self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.verify = verify
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "crmpulse", "sandbox", "--port", str(self.port), *args],
+            [sys.executable, "-m", "crmpulse", "sandbox", "--port", "0", *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1, verify=verify).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                out = self.proc.stdout.read() if self.proc.stdout else ""
-                raise RuntimeError(f"sandbox did not start: {out}")
-            time.sleep(0.05)
+        self.output = Output(self.proc)
+        self.port = int(self.output.wait_for(r"Sandbox CRM on \S+://127\.0\.0\.1:(\d+)").group(1))
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        wait_http(self.url + "/healthz", self.proc, verify=verify)
         self.admin = httpx.Client(base_url=self.url, headers=ADMIN, timeout=10, verify=verify)
 
     def faults(self, **knobs: Any) -> dict[str, Any]:
@@ -86,8 +165,7 @@ def wait_http(url: str, proc: subprocess.Popen[str], timeout: float = 20, **kwar
         except httpx.HTTPError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            out = proc.stdout.read() if proc.stdout else ""
-            raise RuntimeError(f"{url} did not come up: {out}")
+            raise RuntimeError(f"{url} did not come up (exit {proc.poll()})")
         time.sleep(0.05)
 
 
@@ -108,16 +186,15 @@ class ExporterProcess:
     """`crmpulse probe` as a subprocess on a free loopback port."""
 
     def __init__(self, config: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        import os
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.config = config
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "crmpulse", "probe", "--config", str(config),
-             "--listen", f"127.0.0.1:{self.port}", *args],
+             "--listen", "127.0.0.1:0", *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, **(env or {})})
+        self.output = Output(self.proc)
+        self.port = int(self.output.wait_for(r"metrics on https?://127\.0\.0\.1:(\d+)/").group(1))
+        self.url = f"http://127.0.0.1:{self.port}"
         if "--web-config-file" not in args:
             wait_http(self.url + "/-/healthy", self.proc)
 
@@ -126,21 +203,26 @@ class ExporterProcess:
 
     def wait_for(self, name: str, value: float, timeout: float = 15, **labels: str) -> float:
         """Wait until a sample has ``value``; return the seconds it took."""
+        return self.wait_until(name, lambda v: v == value, timeout, **labels)
+
+    def wait_until(self, name: str, condition: Any, timeout: float = 15, **labels: str) -> float:
+        """Wait until ``condition(sample value)`` holds; return the seconds it took."""
         start = time.monotonic()
         while time.monotonic() - start < timeout:
-            if sample(self.metrics(), name, **labels) == value:
+            value = sample(self.metrics(), name, **labels)
+            if value is not None and condition(value):
                 return time.monotonic() - start
             time.sleep(0.1)
-        raise AssertionError(f"{name}{labels} never became {value}: {sample(self.metrics(), name, **labels)}")
+        raise AssertionError(f"{name}{labels} never met the condition: {sample(self.metrics(), name, **labels)}")
 
     def stop(self) -> str:
         self.proc.terminate()
         try:
-            out, _ = self.proc.communicate(timeout=10)
+            self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, _ = self.proc.communicate()
-        return out or ""
+            self.proc.wait()
+        return self.output.join()
 
 
 class PrometheusProcess:
@@ -154,7 +236,7 @@ class PrometheusProcess:
         if binary is None:
             raise RuntimeError("prometheus is not installed: apt-get install prometheus "
                                "(scripts/test installs it when run as root)")
-        self.port = free_port()
+        self.port = reserve_port()
         self.url = f"http://127.0.0.1:{self.port}"
         scrape = "".join(
             f"  - job_name: {job}\n    static_configs: [{{targets: [{', '.join(targets)}]}}]\n"

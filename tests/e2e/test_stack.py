@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import SandboxProcess, free_port
+from tests.helpers import SandboxProcess, parse_metrics, reserve_port
 
 ADMIN = {"X-Admin-Token": "sandbox-admin"}
 
@@ -46,21 +46,35 @@ def wait_for(folder: Path, alertname: str, status: str, timeout: float) -> float
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     folder = tmp_path_factory.mktemp("stack")
-    ports = {name: free_port() for name in ("sandbox", "probe", "prometheus", "alertmanager",
+    ports = {name: reserve_port() for name in ("sandbox", "probe", "prometheus", "alertmanager",
                                              "receiver", "loadtest")}
     args = [arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))]
     up = subprocess.run([sys.executable, "-m", "crmpulse", "stack", "up", "--dir", str(folder),
                          "--check-interval", "2s", "--scrape-interval", "1s", "--eval-interval", "1s",
                          "--compress", "60", *args], capture_output=True, text=True, timeout=120)
     assert up.returncode == 0, up.stdout + up.stderr
-    yield folder, f"http://127.0.0.1:{ports['sandbox']}"
+    yield folder, f"http://127.0.0.1:{ports['sandbox']}", f"http://127.0.0.1:{ports['prometheus']}"
     subprocess.run([sys.executable, "-m", "crmpulse", "stack", "down", "--dir", str(folder)],
                    capture_output=True, text=True, timeout=120)
 
 
+def evaluations(prometheus: str) -> float:
+    """Rule group evaluations Prometheus has run so far (its own counter, on its /metrics)."""
+    metrics = parse_metrics(httpx.get(prometheus + "/metrics", timeout=5).text)
+    return sum(value for (name, _), value in metrics.items()
+               if name == "prometheus_rule_group_iterations_total")
+
+
 def test_a_healthy_run_sends_no_alert(stack) -> None:  # type: ignore[no-untyped-def]
-    folder, _ = stack
-    time.sleep(25)
+    folder, _, prometheus = stack
+    # Quiet over 25 evaluations of every rule group (25 s here, ~25 minutes of alert time
+    # at 60x): counted, not slept, so a slow machine watches just as many evaluations.
+    start = evaluations(prometheus)
+    groups = len(httpx.get(prometheus + "/api/v1/rules", timeout=5).json()["data"]["groups"])
+    deadline = time.monotonic() + 120
+    while evaluations(prometheus) < start + 25 * groups:
+        assert time.monotonic() < deadline, "Prometheus stopped evaluating rules"
+        time.sleep(0.5)
     sent = notifications(folder)
     if sent:  # say why, so a failure here can be understood from the CI log alone
         print((folder / "probe.log").read_text()[-3000:])
@@ -68,7 +82,7 @@ def test_a_healthy_run_sends_no_alert(stack) -> None:  # type: ignore[no-untyped
 
 
 def test_a_full_outage_pages_and_resolves_after_recovery(stack) -> None:  # type: ignore[no-untyped-def]
-    folder, sandbox = stack
+    folder, sandbox, _ = stack
     httpx.put(sandbox + "/admin/faults", json={"outage": True}, headers=ADMIN)
     detected = wait_for(folder, "CrmAvailabilityBurnRateFast", "firing", timeout=60)
     httpx.delete(sandbox + "/admin/faults", headers=ADMIN)
@@ -79,7 +93,7 @@ def test_a_full_outage_pages_and_resolves_after_recovery(stack) -> None:  # type
 
 
 def test_a_sync_stall_fires_the_sync_alert(stack) -> None:  # type: ignore[no-untyped-def]
-    folder, sandbox = stack
+    folder, sandbox, _ = stack
     httpx.put(sandbox + "/admin/faults", json={"sync_stall": True}, headers=ADMIN)
     try:
         detected = wait_for(folder, "CrmSyncStalled", "firing", timeout=120)
@@ -90,7 +104,7 @@ def test_a_sync_stall_fires_the_sync_alert(stack) -> None:  # type: ignore[no-un
 
 
 def test_status_reports_and_down_stops_only_what_up_started(stack, sandbox: SandboxProcess) -> None:  # type: ignore[no-untyped-def]
-    folder, _ = stack
+    folder, _, _ = stack
     status = subprocess.run([sys.executable, "-m", "crmpulse", "stack", "status", "--dir", str(folder)],
                             capture_output=True, text=True, timeout=60)
     assert status.returncode == 0 and status.stdout.count(" up ") == 5, status.stdout

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from crmpulse import AsyncClient, Client
-from crmpulse.demo import sandbox_config
+from crmpulse.app.demo import sandbox_config
 from crmpulse.steps import Step
-from tests.helpers import SandboxProcess, free_port, write_config
+from tests.helpers import SandboxProcess, reserve_port, write_config
 
 
 def marked_contacts(crm: SandboxProcess, tag: str) -> int:
@@ -88,7 +88,7 @@ def test_a_timeout_is_reported_as_reason_timeout(tmp_path: Path, crm: SandboxPro
 
 
 def test_a_refused_connection_is_reason_connect() -> None:
-    with Client(sandbox_config(f"http://127.0.0.1:{free_port()}")) as client:
+    with Client(sandbox_config(f"http://127.0.0.1:{reserve_port()}")) as client:
         result = client.call("whoami")
     assert (result.ok, result.reason) == (False, "connect")
     assert "http://127.0.0.1:" in result.message
@@ -125,7 +125,7 @@ def test_call_against_an_unreachable_url_exits_1_without_a_traceback(tmp_path: P
     path = write_config(tmp_path, f"""
         target:
           name: nowhere
-          base_url: http://127.0.0.1:{free_port()}
+          base_url: http://127.0.0.1:{reserve_port()}
         """)
     run = subprocess.run([sys.executable, "-m", "crmpulse", "call", "-c", str(path), "whoami"],
                          capture_output=True, text=True, timeout=60)

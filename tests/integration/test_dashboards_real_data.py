@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from crmpulse.cli import main
-from dashboards.generate import build_all
+from crmpulse.app.cli import main
+from crmpulse.dashboards.generate import build_all
 from tests.badservers import BadServers
-from tests.helpers import ExporterProcess, PrometheusProcess, SandboxProcess, free_port, write_config
+from tests.helpers import ExporterProcess, PrometheusProcess, SandboxProcess, reserve_port, write_config
 
 SUBSTITUTE = {"$target": "sandbox", "$check": ".*", "$pair": ".*", "$slo": ".*", "$operation": ".*",
               "$__rate_interval": "10s", "$__range": "5m", "$__interval": "2s"}
@@ -73,7 +73,7 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(crm: SandboxProce
     monkeypatch.setenv("CRMPULSE_CLIENT_SECRET", "sandbox-secret")
     bad = BadServers()
     tls_port = int(bad.urls["self_signed"].rsplit(":", 1)[1])
-    metrics_port = free_port()
+    metrics_port = reserve_port()
     path = write_config(tmp_path, config(crm.url, tls_port, metrics_port))
     assert main(["alerts", "--config", str(path), "--out", str(tmp_path / "alerts")]) == 0
     for rules in (tmp_path / "alerts").glob("*.rules.yml"):  # evaluate every 2 s in this test

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import PrometheusProcess, SandboxProcess, free_port, write_config
+from tests.helpers import PrometheusProcess, SandboxProcess, reserve_port, write_config
 
 ENV = {**{k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"},
        "CRMPULSE_CLIENT_SECRET": "sandbox-secret", "CRMPULSE_PROGRESS": "1"}
@@ -198,7 +198,7 @@ def test_plain_locust_runs_the_locustfile(crm: SandboxProcess, tmp_path: Path) -
 
 
 def test_prometheus_scrapes_live_metrics_during_a_run(crm: SandboxProcess, tmp_path: Path) -> None:
-    port = free_port()
+    port = reserve_port()
     (tmp_path / "prom").mkdir()
     prometheus = PrometheusProcess(tmp_path / "prom", {"loadtest": [f"127.0.0.1:{port}"]})
     try:
