@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from . import redact
 from ._exceptions import Problem
 
 __all__ = ["LineMap", "SecretValue", "YamlDocument", "format_path", "load_yaml"]
@@ -162,16 +163,19 @@ def _resolve(value: Any, path: KeyPath, doc: YamlDocument, base_dir: Path,
                 problems.append(lines.problem(path, f"environment variable {arg} is not set"))
                 failed = True
                 return ""
+            redact.register(os.environ[arg])
             return os.environ[arg]
         if kind == "file":
             file = Path(arg).expanduser()
             file = file if file.is_absolute() else base_dir / file
             try:
-                return file.read_text(encoding="utf-8").strip()
+                secret = file.read_text(encoding="utf-8").strip()
             except OSError:
                 problems.append(lines.problem(path, f"cannot read secret file {arg}"))
                 failed = True
                 return ""
+            redact.register(secret)
+            return secret
         problems.append(lines.problem(
             path, f'unknown reference "${{{kind}:...}}" (expected ${{env:NAME}} or ${{file:PATH}})'))
         failed = True
