@@ -19,7 +19,8 @@ from ._yamlfile import SecretValue
 from .units import parse_bytes, parse_duration, parse_percent
 
 __all__ = [
-    "URL", "Bytes", "Duration", "JSONPathStr", "Name", "Percent", "Ratio", "Regex", "Secret",
+    "URL", "Bytes", "Duration", "JSONPathStr", "Name", "OriginURL", "Percent", "Ratio", "Regex",
+    "Secret",
     "compile_jsonpath",
     "first_match",
 ]
@@ -112,10 +113,35 @@ def _require_reference(value: object) -> object:
 
 
 def _check_url(value: str) -> str:
-    parts = urlsplit(value)
+    expected = f'expected an http(s) URL like "https://crm.example.com", got "{value}"'
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:  # "http://[::1", port 99999
+        raise ValueError(f"{expected} ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f'expected an http(s) URL like "https://crm.example.com", got "{value}"')
+        raise ValueError(expected)
+    if port == 0:
+        raise ValueError(f"{expected} (port 0)")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("expected a URL without user:password@; give credentials in auth")
     return value.rstrip("/")
+
+
+def _check_origin(value: str) -> str:
+    from .origins import format_origin, origin_of
+
+    expected = ('expected an origin like "https://crm-eu.example.com" or "http://10.0.0.5:8080" '
+                f'(credentials go to an exact scheme, host and port), got "{value}"')
+    try:
+        parts = urlsplit(value)
+        origin = origin_of(value)
+    except ValueError:
+        raise ValueError(expected) from None
+    if parts.path not in ("", "/") or parts.query or parts.fragment or \
+            parts.username is not None or parts.password is not None:
+        raise ValueError(expected)
+    return format_origin(origin)
 
 
 def _duration(value: object, info: ValidationInfo) -> object:
@@ -136,3 +162,4 @@ JSONPathStr = Annotated[str, AfterValidator(_check_jsonpath)]
 Name = Annotated[str, AfterValidator(_check_name)]
 Secret = Annotated[SecretStr, BeforeValidator(_require_reference)]
 URL = Annotated[str, AfterValidator(_check_url)]
+OriginURL = Annotated[str, AfterValidator(_check_origin)]

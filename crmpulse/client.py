@@ -19,7 +19,7 @@ import json
 import socket
 import ssl
 import time
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Collection, Generator, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -27,10 +27,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ._exceptions import OperationError, TransportError
+from ._exceptions import OperationError, OriginError, TransportError
 from ._types import compile_jsonpath
 from .auth import AuthProvider, make_auth
 from .config import LoadedConfig, Target
+from .origins import format_origin, origin_of
 from .profile import OperationResult, Profile, RenderedRequest
 from .steps import Step, evaluate_expect
 from .templates import render
@@ -166,10 +167,12 @@ def translate_error(exc: httpx.HTTPError, url: str = "") -> TransportError:
     """Map an httpx error to a TransportError with a bounded reason label.
 
     The message names the origin (scheme, host, port) but never the path, which may
-    hold record ids.
+    hold record ids, nor user-info, which may hold a password.
     """
-    parts = urlsplit(url)
-    origin = f" ({parts.scheme}://{parts.netloc})" if parts.netloc else ""
+    try:
+        origin = f" ({format_origin(origin_of(url))})" if url else ""
+    except ValueError:
+        origin = ""
     error = _translate(exc)
     error.args = (f"{error.args[0]}{origin}",)
     return error
@@ -195,13 +198,28 @@ def _translate(exc: httpx.HTTPError) -> TransportError:
 
 
 class Session:
-    """The I/O-free logic of talking to one target through its profile."""
+    """The I/O-free logic of talking to one target through its profile.
+
+    Every request it yields has passed :meth:`destination`: the target's credentials
+    (and ``target.headers``) ride only to the origins configured for them, and with
+    ``allowed_hosts`` (a load test's ``target.safety.allowed_hosts``) nothing is sent to
+    any other host. A URL that breaks this, whether it came from the profile, a variable
+    or a response (a pagination link), raises :class:`OriginError` before it is sent.
+    """
 
     def __init__(self, target: Target, profile: Profile, auth: AuthProvider | None = None,
-                 ledger: Ledger | None = None, force_authenticate: bool = True) -> None:
+                 ledger: Ledger | None = None, force_authenticate: bool = True,
+                 allowed_hosts: Collection[str] | None = None) -> None:
         self.target = target
         self.profile = profile
         self.auth = auth or make_auth(target, profile)
+        self.origins = target.credential_origins | self.auth.origins
+        self.allowed_hosts = (None if allowed_hosts is None
+                              else frozenset(h.lower().strip("[]") for h in allowed_hosts))
+        # URLs under a trusted origin, spelled as format_origin spells it, skip parsing:
+        # this runs for every request of a load test.
+        self._fast = tuple(f"{format_origin(o)}/" for o in self.origins
+                           if self.allowed_hosts is None or o[1] in self.allowed_hosts)
         self.ledger = ledger or Ledger()
         # The demo and `call` fetch a fresh token for `authenticate`; probes reuse a
         # cached token until it nears expiry, as a real client would.
@@ -215,15 +233,40 @@ class Session:
             return extra
         return {**self.profile.variables, **self.target.variables, **extra}
 
+    def destination(self, request: RenderedRequest) -> bool:
+        """Whether the target's credentials may ride with ``request``; OriginError if it must not go."""
+        url = request.url
+        if url.startswith(self._fast):
+            return True
+        try:
+            origin = origin_of(url)
+        except ValueError:
+            raise OriginError(f"not sent: {url[:120]!r} is not an http(s) URL with a valid host "
+                              "and port") from None
+        if self.allowed_hosts is not None and origin[1] not in self.allowed_hosts:
+            raise OriginError(f"not sent: host {origin[1]} is not in "
+                              f"target.safety.allowed_hosts ({', '.join(sorted(self.allowed_hosts))})")
+        return origin in self.origins
+
+    def _refuse(self, request: RenderedRequest, what: str) -> OriginError:
+        shown = format_origin(origin_of(request.url))
+        allowed = ", ".join(sorted(format_origin(o) for o in self.origins))
+        return OriginError(f"not sent: it would carry target "
+                           f"{self.target.name}'s {what} to {shown}, and they go only to {allowed}")
+
     # -- flows -----------------------------------------------------------------------
 
     def send(self, request: RenderedRequest) -> Flow:
         """Send with credentials; fetch a token first when needed; retry once on 401."""
         own_headers = request.headers
+        trusted = self.destination(request)
+        if request.auth and not trusted and self.auth.kind != "none":
+            raise self._refuse(request, "credentials")
         for attempt in (1, 2):
             if request.auth and self.auth.needs_token():
                 yield from self.fetch_token()
-            headers = {**self.target.headers, **own_headers} if self.target.headers else dict(own_headers)
+            headers = ({**self.target.headers, **own_headers} if self.target.headers and trusted
+                       else dict(own_headers))
             if request.auth:
                 headers.update(self.auth.headers())
             request.headers = headers  # the request is this flow's own: no copy needed
@@ -240,6 +283,9 @@ class Session:
 
     def fetch_token(self) -> Flow:
         token_request = self.auth.token_request()
+        if not self.destination(token_request) and \
+                origin_of(token_request.url) not in self.auth.token_origins:
+            raise self._refuse(token_request, "client credentials")
         token_request.headers = {**self.target.headers, **token_request.headers}
         reply = yield token_request
         assert isinstance(reply, Reply)
@@ -380,12 +426,13 @@ def http_options(target: Target) -> dict[str, Any]:
             "follow_redirects": False}
 
 
-def _session(loaded: LoadedConfig | None, target: Target | None, profile: Profile | None) -> Session:
+def _session(loaded: LoadedConfig | None, target: Target | None, profile: Profile | None,
+             auth: AuthProvider | None, allowed_hosts: Collection[str] | None) -> Session:
     target = target or (loaded.target if loaded else None)
     profile = profile or (loaded.profile if loaded else None)
     if target is None or profile is None:
         raise ValueError("a client needs a LoadedConfig or a target and a profile")
-    return Session(target, profile)
+    return Session(target, profile, auth=auth, allowed_hosts=allowed_hosts)
 
 
 def _failed(operation: str, exc: TransportError) -> OperationResult:
@@ -397,8 +444,10 @@ class Client:
     """Synchronous driver (CLI, demo, tests)."""
 
     def __init__(self, loaded: LoadedConfig | None = None, *, target: Target | None = None,
-                 profile: Profile | None = None, http: httpx.Client | None = None) -> None:
-        self.session = _session(loaded, target, profile)
+                 profile: Profile | None = None, http: httpx.Client | None = None,
+                 auth: AuthProvider | None = None,
+                 allowed_hosts: Collection[str] | None = None) -> None:
+        self.session = _session(loaded, target, profile, auth, allowed_hosts)
         self.http = http or httpx.Client(**http_options(self.session.target))
 
     def run(self, flow: Flow) -> Any:
@@ -454,8 +503,10 @@ class AsyncClient:
     """Asynchronous driver (the probes)."""
 
     def __init__(self, loaded: LoadedConfig | None = None, *, target: Target | None = None,
-                 profile: Profile | None = None, http: httpx.AsyncClient | None = None) -> None:
-        self.session = _session(loaded, target, profile)
+                 profile: Profile | None = None, http: httpx.AsyncClient | None = None,
+                 auth: AuthProvider | None = None,
+                 allowed_hosts: Collection[str] | None = None) -> None:
+        self.session = _session(loaded, target, profile, auth, allowed_hosts)
         self.http = http or httpx.AsyncClient(**http_options(self.session.target))
 
     async def run(self, flow: Flow) -> Any:
@@ -496,7 +547,7 @@ class AsyncClient:
         elapsed = time.perf_counter() - start
         if context is not None and context.log is not None:
             parts = urlsplit(request.url)
-            context.log.append(f"{request.method} {parts.scheme}://{parts.netloc}{parts.path} -> "
+            context.log.append(f"{request.method} {format_origin(origin_of(request.url))}{parts.path} -> "
                                f"{response.status_code} in {elapsed * 1000:.1f} ms, {len(body)} bytes")
         return Reply(response.status_code, dict(response.headers), bytes(body), elapsed)
 

@@ -16,16 +16,27 @@ problems are reported together, each located by file, line and key path:
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ._exceptions import ConfigError, Problem
-from ._types import URL, Duration, JSONPathStr, Name, Percent, Ratio, Regex, Secret
+from ._types import URL, Duration, JSONPathStr, Name, OriginURL, Percent, Ratio, Regex, Secret
 from ._validate import validate_document
-from ._yamlfile import KeyPath, LineMap, load_yaml
+from ._yamlfile import KeyPath, LineMap, SecretValue, load_yaml
+from .origins import Origin, absolute_urls, fixed_origin, format_origin, origin_of
 from .profile import Profile, load_profile
 from .steps import Expect, Step
 
@@ -63,11 +74,27 @@ class APIKeyAuth(Model):
     key: Secret
 
 
+def _check_token_url(value: str | None) -> str | None:
+    if value is not None and value.lower().startswith(("http://", "https://")):
+        try:
+            origin_of(value)
+        except ValueError:
+            raise ValueError(f'expected an absolute http(s) URL or a path, got "{value}"') from None
+        if urlsplit(value).username is not None:
+            raise ValueError("expected a URL without user:password@")
+    return value
+
+
 class OAuth2ClientCredentials(Model):
     type: Literal["oauth2_client_credentials"]
     token_url: str | None = Field(
         None, description="absolute, or relative to base_url; default: the profile's "
         "authenticate operation")
+
+    @field_validator("token_url")
+    @classmethod
+    def _token_url(cls, value: str | None) -> str | None:
+        return _check_token_url(value)
     client_id: str
     client_secret: Secret
     scope: str | None = None
@@ -77,6 +104,11 @@ class OAuth2ClientCredentials(Model):
 class OAuth2Password(Model):
     type: Literal["oauth2_password"]
     token_url: str | None = None
+
+    @field_validator("token_url")
+    @classmethod
+    def _token_url(cls, value: str | None) -> str | None:
+        return _check_token_url(value)
     client_id: str | None = None
     client_secret: Secret | None = None
     username: str
@@ -109,6 +141,14 @@ class Safety(Model):
 
 
 class Target(Model):
+    """Where the CRM is and how to authenticate; its credentials go only to its origins.
+
+    The origin is fixed when the target is validated (the base URL's) and survives
+    ``model_copy``: a copy pointed at another base URL, as ``/probe`` makes, does not
+    take the credentials' permission along. (A token request may also go to an absolute
+    token URL: see crmpulse.auth.)
+    """
+
     name: Name
     base_url: URL
     auth: Auth = NoAuth(type="none")
@@ -118,6 +158,65 @@ class Target(Model):
     variables: dict[str, Any] = Field(
         {}, description="values operations may use, e.g. a known contact's id")
     safety: Safety = Safety()
+    _origins: frozenset[Origin] = PrivateAttr(frozenset())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_from_url(cls, data: Any) -> Any:
+        """``http://user:${env:X}@host`` becomes basic auth, so the URL shown anywhere has none."""
+        url = data.get("base_url") if isinstance(data, dict) else None
+        if not isinstance(url, SecretValue) or "@" not in url:
+            return data
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return data
+        auth = data.get("auth")
+        if parts.password is None or (auth is not None and not (
+                isinstance(auth, dict) and auth.get("type") == "none")):
+            return data  # the field's own check says what is wrong
+        netloc = parts.netloc.rpartition("@")[2]
+        stripped = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        password = SecretValue(unquote(parts.password), url.reference)
+        return {**data, "base_url": SecretValue(stripped, url.reference),
+                "auth": {"type": "basic", "username": unquote(parts.username or ""),
+                         "password": password}}
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _no_credentials_left_in_url(cls, value: Any) -> Any:
+        if not isinstance(value, str) or "@" not in value:
+            return value
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            return value
+        if parts.password is not None and isinstance(value, SecretValue):
+            raise ValueError("the URL carries credentials and target.auth is set too: "
+                             "give them in one place")
+        if parts.password is not None:
+            raise ValueError("expected the password in the URL as a reference, like "
+                             "http://user:${env:CRM_PASSWORD}@host: secrets are never written "
+                             "in the file, which ends up in git and in tickets")
+        return value
+
+    def model_post_init(self, __context: Any) -> None:
+        self._origins = frozenset({origin_of(self.base_url)})
+
+    @property
+    def credential_origins(self) -> frozenset[Origin]:
+        """Origins this target's credentials may be sent to (fixed at validation)."""
+        return self._origins
+
+    def with_credential_origins(self, origins: Iterable[Origin]) -> Target:
+        """A copy whose credentials may also go to ``origins`` (ones the config names for them)."""
+        copy = self.model_copy()
+        copy._origins = self._origins | frozenset(origins)
+        return copy
+
+    def anonymous(self) -> Target:
+        """A copy that sends no credentials and no ``headers`` (``/probe`` of any target)."""
+        return self.model_copy(update={"auth": NoAuth(type="none"), "headers": {}})
 
 
 # -- SLOs ------------------------------------------------------------------------------
@@ -161,6 +260,9 @@ class _CheckBase(Model):
     interval: Duration = 30.0
     timeout: Duration = 10.0
     jitter: Ratio = 10.0
+    any_target: bool = Field(
+        False, description="/probe may name any target for this module, which is then probed "
+        "without credentials (blackbox_exporter's model)")
 
 
 class HTTPCheck(_CheckBase):
@@ -277,9 +379,9 @@ DEFAULT_PROBE_LISTEN = "127.0.0.1:9687"
 
 class Probes(Model):
     listen: str = Field(DEFAULT_PROBE_LISTEN, description="host:port the exporter serves on")
-    probe_hosts: list[str] = Field(
-        [], description="hosts /probe?target= may name besides the target's own; credentials "
-        "are sent to these too")
+    probe_hosts: list[OriginURL] = Field(
+        [], description="origins (scheme://host[:port]) /probe?target= may name besides the "
+        "target's own; the target's credentials are sent to these too")
     concurrency: int = Field(16, ge=1, le=1024)
     checks: list[Check] = []
     sync: list[SyncPair] = []
@@ -482,6 +584,7 @@ def _cross_check(config: Config, profile: Profile, systems: dict[str, tuple[Syst
                                               f'expected the name of a sync pair, got "{name}"'))
     for name in config.loadtest.gates.operations:
         need_op(name, ("loadtest", "gates", "operations", name))
+    problems += _credential_destinations(config, profile, lines)
     if config.target.variables:
         used = {n for op in profile.operations.values() for n, _ in op.variables()}
         for name in config.target.variables:
@@ -489,6 +592,31 @@ def _cross_check(config: Config, profile: Profile, systems: dict[str, tuple[Syst
                 problems.append(lines.problem(("target", "variables", name),
                                               f'no operation of profile {profile.name} uses "{name}"'))
     return problems
+
+
+def _credential_destinations(config: Config, profile: Profile, lines: LineMap) -> list[Problem]:
+    """Absolute URLs that would carry the target's credentials somewhere not configured for them."""
+    allowed = set(config.target.credential_origins)
+    oauth = isinstance(config.target.auth, OAuth2ClientCredentials | OAuth2Password)
+    checks = {c.name: i for i, c in enumerate(config.probes.checks)}
+    problems = []
+    for kind, name, url, credentials in absolute_urls(config, profile):
+        origin = fixed_origin(url)
+        if not credentials or origin is None or origin in allowed or (
+                oauth and kind == "operation" and name == "authenticate"):
+            continue  # (an OAuth2 token request goes where the token URL says)
+        where: KeyPath = ("profile",) if kind == "operation" else \
+            ("probes", "checks", checks[name], "request", "path")
+        problems.append(lines.problem(where, (
+            f"{kind} {name} " if kind == "operation" else "") +
+            f"sends target {config.target.name}'s credentials to {format_origin(origin)}, which "
+            f"is not an origin configured for them ({_origins(allowed)}): give it auth: false, "
+            "or reach that API as a system of its own"))
+    return problems
+
+
+def _origins(origins: set[Origin]) -> str:
+    return ", ".join(sorted(format_origin(o) for o in origins))
 
 
 def _unknown_operation(profile: Profile, name: str) -> str:
