@@ -16,6 +16,7 @@ problems are reported together, each located by file, line and key path:
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from . import redact
 from ._exceptions import ConfigError, Problem
 from ._types import URL, Duration, JSONPathStr, Name, OriginURL, Percent, Ratio, Regex, Secret
 from ._validate import validate_document
@@ -140,6 +142,9 @@ class Safety(Model):
     max_rps: float = Field(200.0, gt=0)
 
 
+_SECRET_HEADER = re.compile(r"auth|token|secret|key|cookie|session|password|signature", re.I)
+
+
 class Target(Model):
     """Where the CRM is and how to authenticate; its credentials go only to its origins.
 
@@ -202,6 +207,9 @@ class Target(Model):
 
     def model_post_init(self, __context: Any) -> None:
         self._origins = frozenset({origin_of(self.base_url)})
+        for name, value in self.headers.items():
+            if _SECRET_HEADER.search(name):  # written in the file, but still not for outputs
+                redact.register(value)
 
     @property
     def credential_origins(self) -> frozenset[Origin]:
