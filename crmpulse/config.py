@@ -35,9 +35,24 @@ from pydantic import (
 
 from . import redact
 from ._exceptions import ConfigError, Problem
-from ._types import URL, Duration, JSONPathStr, Name, OriginURL, Percent, Ratio, Regex, Secret
+from ._files import ca_problem, cert_pair_problem, resolve, traffic_csv_problems
+from ._types import (
+    URL,
+    Duration,
+    JSONPathStr,
+    Listen,
+    ListenOrOff,
+    Name,
+    OriginURL,
+    Percent,
+    PositiveDuration,
+    Ratio,
+    Regex,
+    Secret,
+)
 from ._validate import validate_document
 from ._yamlfile import KeyPath, LineMap, SecretValue, load_yaml
+from .callers import check_callers
 from .origins import Origin, absolute_urls, fixed_origin, format_origin, origin_of
 from .profile import Profile, load_profile
 from .steps import Expect, Step
@@ -49,7 +64,9 @@ __all__ = [
 ]
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # allow_inf_nan: YAML reads ".inf" and ".nan" as numbers; no rate or limit may be either
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              allow_inf_nan=False)
 
 
 # -- target --------------------------------------------------------------------------
@@ -158,7 +175,7 @@ class Target(Model):
     base_url: URL
     auth: Auth = NoAuth(type="none")
     tls: TLS = TLS()
-    timeout: Duration = 10.0
+    timeout: PositiveDuration = 10.0
     headers: dict[str, str] = {}
     variables: dict[str, Any] = Field(
         {}, description="values operations may use, e.g. a known contact's id")
@@ -234,8 +251,8 @@ class SLO(Model):
     name: Name
     kind: Literal["availability", "latency", "sync_lag"]
     objective: Percent
-    window: Duration = 30 * 86400.0
-    threshold: Duration | None = Field(None, validate_default=True,
+    window: PositiveDuration = 30 * 86400.0
+    threshold: PositiveDuration | None = Field(None, validate_default=True,
                                        description="latency and sync_lag SLOs")
     checks: list[str] = Field([], description="checks this SLO covers (default: all)")
     pairs: list[str] = Field([], description="sync pairs a sync_lag SLO covers (default: all)")
@@ -265,8 +282,8 @@ class RawRequest(Model):
 
 class _CheckBase(Model):
     name: Name
-    interval: Duration = 30.0
-    timeout: Duration = 10.0
+    interval: PositiveDuration = 30.0
+    timeout: PositiveDuration = 10.0
     jitter: Ratio = 10.0
     any_target: bool = Field(
         False, description="/probe may name any target for this module, which is then probed "
@@ -295,7 +312,8 @@ class JourneyCheck(_CheckBase):
 class TLSCheck(_CheckBase):
     kind: Literal["tls"]
     host: str | None = Field(None, description="default: the target's host")
-    port: int = Field(443, ge=1, le=65535)
+    port: int | None = Field(None, ge=1, le=65535, description="default: the target's port "
+                             "when it is https and host is not given, else 443")
 
 
 class ProtectionCheck(_CheckBase):
@@ -357,12 +375,12 @@ class SyncPair(Model):
     read: SyncRead | None = None
     webhook: SyncWebhook | None = None
     sweep: SyncSweep
-    interval: Duration = 30.0
-    sla: Duration = 60.0
+    interval: PositiveDuration = 30.0
+    sla: PositiveDuration = 60.0
     sweep_after: Duration = Field(3600.0, description="marked records older than this are orphans")
-    sweep_every: Duration = 600.0
-    poll_min: Duration = 0.025
-    poll_max: Duration = 1.0
+    sweep_every: PositiveDuration = 600.0
+    poll_min: PositiveDuration = 0.025
+    poll_max: PositiveDuration = 1.0
 
     @model_validator(mode="after")
     def _mode_needs(self) -> SyncPair:
@@ -386,7 +404,7 @@ DEFAULT_PROBE_LISTEN = "127.0.0.1:9687"
 
 
 class Probes(Model):
-    listen: str = Field(DEFAULT_PROBE_LISTEN, description="host:port the exporter serves on")
+    listen: Listen = Field(DEFAULT_PROBE_LISTEN, description="host:port the exporter serves on")
     probe_hosts: list[OriginURL] = Field(
         [], description="origins (scheme://host[:port]) /probe?target= may name besides the "
         "target's own; the target's credentials are sent to these too")
@@ -399,9 +417,9 @@ class Probes(Model):
 
 
 class Gate(Model):
-    p50: Duration | None = None
-    p95: Duration | None = None
-    p99: Duration | None = None
+    p50: PositiveDuration | None = None
+    p95: PositiveDuration | None = None
+    p99: PositiveDuration | None = None
     error_ratio: Ratio | None = None
     min_rps: float | None = Field(None, ge=0)
 
@@ -413,7 +431,7 @@ class Gates(Model):
 
 
 class Stage(Model):
-    duration: Duration
+    duration: PositiveDuration
     users: int = Field(ge=0)
     spawn_rate: float | None = Field(None, gt=0)
     rps: float | None = Field(None, ge=0)
@@ -422,7 +440,7 @@ class Stage(Model):
 class Shape(Model):
     kind: Literal["ramp", "step", "spike", "soak", "peak_season"] = "ramp"
     users: int = Field(10, ge=1)
-    duration: Duration = 60.0
+    duration: PositiveDuration = 60.0
     spawn_rate: float = Field(5.0, gt=0)
     rps: float | None = Field(None, gt=0, description="open model: target request rate")
     stages: list[Stage] = []
@@ -443,7 +461,8 @@ class LoadTest(Model):
                                      "of requests fails")
     honour_retry_after: bool = True
     max_retry_after: Duration = Field(30.0, description="longest Retry-After a user waits")
-    metrics_listen: str = Field("127.0.0.1:9688", description="host:port of the live metrics")
+    metrics_listen: ListenOrOff = Field(
+        "127.0.0.1:9688", description="host:port of the live metrics, or off")
     think_time: Duration = Field(1.0, description="mean pause between a user's tasks "
                                  "(closed model)")
 
@@ -506,9 +525,47 @@ def load_config(path: str | Path) -> LoadedConfig:
             systems[system.name] = (system, loaded_profile)
     if profile is not None:
         problems += _cross_check(config, profile, systems, doc.lines)
+        problems += check_callers(config, profile, systems, doc.lines)
+    config, more = _check_files(config, path.parent, doc.lines)
+    problems += more
     if problems or profile is None:
         raise ConfigError(problems)
     return LoadedConfig(config, profile, path, systems)
+
+
+def _check_files(config: Config, base_dir: Path, lines: LineMap) -> tuple[Config, list[Problem]]:
+    """Files the config names exist and load; TLS paths become absolute (relative to the config)."""
+    problems: list[Problem] = []
+
+    def tls(target: Target, where: KeyPath) -> Target:
+        spec = target.tls
+        paths = {key: resolve(value, base_dir) for key in ("ca_file", "client_cert", "client_key")
+                 if (value := getattr(spec, key))}
+        if spec.ca_file and (message := ca_problem(paths["ca_file"], spec.ca_file)):
+            problems.append(lines.problem((*where, "tls", "ca_file"), message))
+        if spec.client_key and not spec.client_cert:
+            problems.append(lines.problem((*where, "tls", "client_key"),
+                                          "a client_key needs its client_cert"))
+        if spec.client_cert and (message := cert_pair_problem(
+                paths["client_cert"], paths.get("client_key"), spec.client_cert, spec.client_key)):
+            problems.append(lines.problem((*where, "tls", "client_cert"), message))
+        if not paths:
+            return target
+        return target.model_copy(update={"tls": spec.model_copy(update={
+            key: str(value) for key, value in paths.items()})})
+
+    target = tls(config.target, ("target",))
+    systems = [tls(system, ("systems", i)) for i, system in enumerate(config.systems)]
+    shape_csv = config.loadtest.shape.csv
+    if shape_csv:
+        csv_path = resolve(shape_csv, base_dir)
+        located, _ = traffic_csv_problems(csv_path, shape_csv)
+        for line, message in located:
+            problems.append(lines.problem(("loadtest", "shape", "csv"), message) if line == 0
+                            else Problem(str(csv_path), line, "loadtest.shape.csv", message))
+    if target is config.target and all(a is b for a, b in zip(systems, config.systems, strict=True)):
+        return config, problems
+    return config.model_copy(update={"target": target, "systems": systems}), problems
 
 
 def _load_profile(ref: str, where: KeyPath, path: Path, lines: LineMap,
@@ -551,6 +608,12 @@ def _cross_check(config: Config, profile: Profile, systems: dict[str, tuple[Syst
         if isinstance(check, JourneyCheck):
             for j, step in enumerate(check.steps):
                 need_op(step.operation, (*base, "steps", j, "operation"))
+        if isinstance(check, TLSCheck) and check.host is None and \
+                not config.target.base_url.lower().startswith("https://"):
+            problems.append(lines.problem(
+                (*base, "kind"), f"a tls check needs TLS: target.base_url is "
+                f"{config.target.base_url.split('://')[0]}://, so give this check a host "
+                "(and port) that serves TLS"))
         if check.timeout > check.interval:
             problems.append(lines.problem((*base, "timeout"),
                                           "expected a timeout no longer than the interval"))
