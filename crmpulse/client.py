@@ -15,9 +15,10 @@ the boundary, into :class:`TransportError` with a bounded ``reason``.
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Collection, Generator, Iterable, Mapping
 from contextvars import ContextVar
@@ -27,12 +28,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ._decoding import ACCEPT_ENCODING, BadEncoding, BodyTooLarge, BoundedDecoder
 from ._exceptions import OperationError, OriginError, TransportError
 from ._types import compile_jsonpath
 from .auth import AuthProvider, make_auth
 from .config import LoadedConfig, Target
 from .origins import format_origin, origin_of
-from .profile import OperationResult, Profile, RenderedRequest
+from .profile import OperationResult, Profile, RenderedRequest, loads_json
 from .steps import Step, evaluate_expect
 from .templates import render
 
@@ -394,14 +396,17 @@ class Session:
 
 def _matches(path: str, body: bytes) -> bool:
     try:
-        document = json.loads(body)
+        document = loads_json(body)
     except ValueError:
         return False
     return bool(compile_jsonpath(path).find(document))
 
 
 def _request_kwargs(request: RenderedRequest) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"params": request.params or None, "headers": request.headers}
+    # only encodings the drivers can decode within a cap (crmpulse._decoding)
+    headers = request.headers if "Accept-Encoding" in request.headers else {
+        "Accept-Encoding": ACCEPT_ENCODING, **request.headers}
+    kwargs: dict[str, Any] = {"params": request.params or None, "headers": headers}
     if request.json is not None:
         kwargs["json"] = request.json
     elif request.form is not None:
@@ -409,6 +414,39 @@ def _request_kwargs(request: RenderedRequest) -> dict[str, Any]:
     elif request.content is not None:
         kwargs["content"] = request.content
     return kwargs
+
+
+def _body_error(exc: BodyTooLarge | BadEncoding, limit: int) -> TransportError:
+    """The same failure, whichever driver read the body."""
+    if isinstance(exc, BodyTooLarge):
+        return TransportError(f"response body larger than {limit} bytes (decompressed)", "assertion")
+    return TransportError(f"response body refused: {exc}", "assertion")
+
+
+class _Watchdog:
+    """Ends a synchronous request at its deadline, wherever it is blocked.
+
+    httpx's timeouts bound each read, not the request: a server dripping a byte every
+    few seconds (into the headers or the body) never trips them. At the deadline this
+    shuts down the client's sockets from a timer thread, which wakes the blocked read;
+    an idle pooled connection shut down with them is simply reopened next time.
+    """
+
+    def __init__(self, seconds: float, sockets: list[socket.socket]) -> None:
+        self.expired = False
+        self._sockets = sockets
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        self.expired = True
+        for sock in list(self._sockets):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
 
 
 def http_options(target: Target) -> dict[str, Any]:
@@ -441,14 +479,21 @@ def _failed(operation: str, exc: TransportError) -> OperationResult:
 
 
 class Client:
-    """Synchronous driver (CLI, demo, tests)."""
+    """Synchronous driver (CLI, demo, cleanup, sweeps, tests).
+
+    Bounded like the async driver: each request ends by ``target.timeout`` however
+    slowly the server drips, and its body is refused past ``max_body`` bytes after
+    decompression, with the same failure reasons.
+    """
 
     def __init__(self, loaded: LoadedConfig | None = None, *, target: Target | None = None,
                  profile: Profile | None = None, http: httpx.Client | None = None,
-                 auth: AuthProvider | None = None,
-                 allowed_hosts: Collection[str] | None = None) -> None:
+                 auth: AuthProvider | None = None, allowed_hosts: Collection[str] | None = None,
+                 max_body: int = 16 * 1024 * 1024) -> None:
         self.session = _session(loaded, target, profile, auth, allowed_hosts)
         self.http = http or httpx.Client(**http_options(self.session.target))
+        self.max_body = max_body
+        self._sockets: list[socket.socket] = []  # every connection this client opened
 
     def run(self, flow: Flow) -> Any:
         try:
@@ -467,13 +512,35 @@ class Client:
         except StopIteration as stop:
             return stop.value
 
+    def _trace(self, event: str, info: dict[str, Any]) -> None:
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            sock = info["return_value"].get_extra_info("socket")
+            if sock is not None:
+                self._sockets[:] = [s for s in self._sockets if s.fileno() != -1]
+                self._sockets.append(sock)
+
     def _send(self, request: RenderedRequest) -> Reply:
+        kwargs = _request_kwargs(request)
+        kwargs["extensions"] = {"trace": self._trace}
         start = time.perf_counter()
+        watchdog = _Watchdog(self.session.target.timeout, self._sockets)
         try:
-            response = self.http.request(request.method, request.url, **_request_kwargs(request))
+            with self.http.stream(request.method, request.url, **kwargs) as response:
+                decoder = BoundedDecoder(response.headers.get("content-encoding"), self.max_body)
+                body = bytearray()
+                for chunk in response.iter_raw():
+                    body += decoder.feed(chunk)
+                    if watchdog.expired:
+                        raise httpx.ReadTimeout("deadline")
+                body += decoder.flush()
         except httpx.HTTPError as exc:
-            raise translate_error(exc, request.url) from exc
-        return Reply(response.status_code, dict(response.headers), response.content,
+            error = httpx.ReadTimeout("deadline") if watchdog.expired else exc
+            raise translate_error(error, request.url) from exc
+        except (BodyTooLarge, BadEncoding) as exc:
+            raise _body_error(exc, self.max_body) from None
+        finally:
+            watchdog.cancel()
+        return Reply(response.status_code, dict(response.headers), bytes(body),
                      time.perf_counter() - start)
 
     def call(self, operation: str, max_pages: int = 1, **variables: Any) -> OperationResult:
@@ -536,14 +603,20 @@ class AsyncClient:
             kwargs["extensions"] = {"trace": trace}
         start = time.perf_counter()
         try:
-            async with self.http.stream(request.method, request.url, **kwargs) as response:
+            # the request's whole deadline: httpx's timeouts bound each read, not the sum
+            async with asyncio.timeout(self.session.target.timeout), \
+                    self.http.stream(request.method, request.url, **kwargs) as response:
+                decoder = BoundedDecoder(response.headers.get("content-encoding"), limit)
                 body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > limit:
-                        raise TransportError(f"response body larger than {limit} bytes", "assertion")
+                async for chunk in response.aiter_raw():
+                    body += decoder.feed(chunk)
+                body += decoder.flush()
         except httpx.HTTPError as exc:
             raise translate_error(exc, request.url) from exc
+        except TimeoutError:
+            raise translate_error(httpx.ReadTimeout("deadline"), request.url) from None
+        except (BodyTooLarge, BadEncoding) as exc:
+            raise _body_error(exc, limit) from None
         elapsed = time.perf_counter() - start
         if context is not None and context.log is not None:
             parts = urlsplit(request.url)

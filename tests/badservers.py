@@ -212,7 +212,7 @@ def _bomb(wbits: int) -> bytes:
     """BOMB_SIZE zero bytes, compressed (gzip for wbits 31, zlib deflate for 15): about 1 MB."""
     import zlib
 
-    compressor = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    compressor = zlib.compressobj(6, zlib.DEFLATED, wbits)
     block = bytes(1024 * 1024)
     parts = [compressor.compress(block) for _ in range(BOMB_SIZE // len(block))]
     return b"".join(parts) + compressor.flush()
@@ -271,6 +271,8 @@ class HostileCRM:
     def __init__(self) -> None:
         self.urls: dict[str, str] = {}
         self._listeners: list[socket.socket] = []
+        for encoding in ("gzip", "deflate"):  # a few seconds each: before any client waits on one
+            bomb(encoding)
         self._stop = threading.Event()
         json_headers = {"Content-Type": "application/json"}
         for name, behave in {
