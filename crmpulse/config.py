@@ -56,6 +56,7 @@ from .callers import check_callers
 from .origins import Origin, absolute_urls, fixed_origin, format_origin, origin_of
 from .profile import Profile, load_profile
 from .steps import Expect, Step
+from .templates import placeholders
 
 __all__ = [
     "Config",
@@ -357,12 +358,50 @@ class SyncSweep(Model):
     pages: int = Field(20, ge=1, le=1000)
 
 
+class WebhookSignature(Model):
+    """How the CRM signs deliveries: an HMAC-SHA256 of the raw body, in a header.
+
+    The secret comes from the config (``secret``), from the subscribe response
+    (``secret_from``), or, with neither, crmpulse makes one per subscription and gives
+    it to the subscribe operation as ``{{ webhook_secret }}``.
+    """
+
+    header: str = Field(pattern=r"^[A-Za-z0-9-]{1,64}$", description="e.g. X-Hub-Signature-256")
+    encoding: Literal["hex", "base64"] = "hex"
+    prefix: str = Field("", max_length=32, description='text before the digest, e.g. "sha256="')
+    secret: Secret | None = None
+    secret_from: JSONPathStr | None = Field(None, description="where the subscribe response "
+                                            "carries the signing secret")
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> WebhookSignature:
+        if self.secret is not None and self.secret_from is not None:
+            raise ValueError("give secret or secret_from, not both")
+        return self
+
+
 class SyncWebhook(Model):
     subscribe: Step | None = Field(None, description="operation that subscribes the probe's "
                                   "receiver ({{ url }} is its address); its cleanup unsubscribes")
     url: URL | None = Field(None, description="where the CRM must deliver events (default: the "
                             "exporter's listen address + /-/webhook/<pair>)")
     match: JSONPathStr = Field("$.data.id", description="where an event carries the record id")
+    signature: WebhookSignature | None = Field(
+        None, description="verify deliveries; without it, any delivery to the receiver counts")
+
+    @model_validator(mode="after")
+    def _secret_has_a_source(self) -> SyncWebhook:
+        signature = self.signature
+        if signature is None or signature.secret is not None:
+            return self
+        if self.subscribe is None:
+            raise ValueError("signature needs a secret: without a subscribe operation, give "
+                             "signature.secret")
+        if signature.secret_from is None and "webhook_secret" not in {
+                name.split(".")[0] for name, _ in placeholders(self.subscribe.with_)}:
+            raise ValueError("signature has no secret: pass {{ webhook_secret }} (made by "
+                             "crmpulse) in subscribe.with, or give secret or secret_from")
+        return self
 
 
 class SyncPair(Model):

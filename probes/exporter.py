@@ -301,7 +301,8 @@ def create_app(exporter: Exporter) -> Starlette:
         body = await request.body()
         if len(body) > 1024 * 1024:
             return PlainTextResponse("event too large\n", 413)
-        runner.receive(body)
+        if runner.receive(body, request.headers) == 401:  # signature missing or wrong
+            return PlainTextResponse("signature does not verify\n", 401)
         return Response(status_code=204)
 
     async def healthy(request: Request) -> Response:
