@@ -8,6 +8,7 @@ returns a message fit for a Problem, or None.
 from __future__ import annotations
 
 import csv
+import re
 import ssl
 from pathlib import Path
 
@@ -63,8 +64,10 @@ def cert_pair_problem(cert: Path, key: Path | None, cert_name: str, key_name: st
 
 
 def _why(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None)
-    return str(reason or exc.__class__.__name__).lower().replace("_", " ")
+    """``[SSL] PEM lib (_ssl.c:3905)`` -> ``pem lib``: what went wrong, not where in OpenSSL."""
+    reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc.__class__.__name__
+    text = re.sub(r"^\[\w+\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(reason))
+    return text.lower().replace("_", " ")
 
 
 def traffic_csv_problems(path: Path, name: str) -> tuple[list[tuple[int, str]], list[float]]:

@@ -200,16 +200,18 @@ def _check_shape(root: yaml.Node, name: str) -> Problem | None:
     """
     visits = 0
     ancestors: set[int] = set()
-    stack: list[tuple[yaml.Node, int, bool]] = [(root, 0, False)]
+    # (node, depth, leaving?, line of the top-level entry it is under: where to point)
+    stack: list[tuple[yaml.Node, int, bool, int]] = [(root, 0, False, 0)]
     while stack:
-        node, depth, leaving = stack.pop()
+        node, depth, leaving, entry = stack.pop()
         if leaving:
             ancestors.discard(id(node))
             continue
         visits += 1
         line = node.start_mark.line + 1
+        entry = entry or line
         if visits > MAX_VALUES:
-            return Problem(name, line, "", f"aliases expand the document past {MAX_VALUES:,} values "
+            return Problem(name, entry, "", f"aliases expand the document past {MAX_VALUES:,} values "
                            "(an alias bomb?)")
         if depth > MAX_DEPTH:
             return Problem(name, line, "", f"nested more than {MAX_DEPTH} levels deep")
@@ -217,10 +219,10 @@ def _check_shape(root: yaml.Node, name: str) -> Problem | None:
             if id(node) in ancestors:
                 return Problem(name, line, "", "an alias refers to a node that contains it")
             ancestors.add(id(node))
-            stack.append((node, depth, True))
+            stack.append((node, depth, True, entry))
             children = ([v for pair in node.value for v in pair] if isinstance(node, yaml.MappingNode)
                         else list(node.value))
-            stack.extend((child, depth + 1, False) for child in reversed(children))
+            stack.extend((child, depth + 1, False, entry if depth else 0) for child in reversed(children))
     return None
 
 
