@@ -158,11 +158,11 @@ CASES: dict[str, tuple[str, str, str]] = {
                                 "http://, so give this check a host (and port) that serves TLS"),
     # templates: syntax, and variables the caller does not give
     "template-unclosed": ('with: {q: smith}', 'with: {q: "{{ template"}',
-                          '{f}:18 probes.checks[1].steps[0].with.q: expected placeholders like "{{{{ name }}}}" '
-                          'or "{{{{ name? }}}}" (letters, digits, "_" and "." inside), got "{{{{ template"'),
+                          '{f}:18 probes.checks[1].steps[0].with.q: expected placeholders like "{{{{ name }}}}", '
+                          '"{{{{ name? }}}}" or "{{{{ name or \'text\' | map }}}}" (docs/profiles.md, Templates), got "{{{{ template"'),
     "template-bad-name": ('with: {q: smith}', 'with: {q: "{{ first-name }}"}',
-                          '{f}:18 probes.checks[1].steps[0].with.q: expected placeholders like "{{{{ name }}}}" '
-                          'or "{{{{ name? }}}}" (letters, digits, "_" and "." inside), got "{{{{ first-name }}}}"'),
+                          '{f}:18 probes.checks[1].steps[0].with.q: expected placeholders like "{{{{ name }}}}", '
+                          '"{{{{ name? }}}}" or "{{{{ name or \'text\' | map }}}}" (docs/profiles.md, Templates), got "{{{{ first-name }}}}"'),
     "template-unknown-saved-value": ('{{ contact_id }}', '{{ contact_idd }}',
                                      '{f}:19 probes.checks[1].steps[1].with.id: unknown template variable '
                                      '"contact_idd" (did you mean "contact_id"?)'),
@@ -184,8 +184,8 @@ CASES: dict[str, tuple[str, str, str]] = {
                                '(known to this sweep: marker, now, now_unix, page_size, unique)'),
     "template-in-the-profile": ("slos:\n", "profile: broken.yaml\nslos:\n",
                                 '{d}/broken.yaml:46 operations.get_contact.path: expected placeholders like '
-                                '"{{{{ name }}}}" or "{{{{ name? }}}}" (letters, digits, "_" and "." inside), '
-                                'got "/api/v1/contacts/{{{{ id"'),
+                                '"{{{{ name }}}}", "{{{{ name? }}}}" or "{{{{ name or \'text\' | map }}}}" '
+                                '(docs/profiles.md, Templates), got "/api/v1/contacts/{{{{ id"'),
     # files the config names
     "ca-file-missing": ("tls: {verify: true}", "tls: {verify: true, ca_file: nowhere.pem}",
                         "{f}:6 target.tls.ca_file: file nowhere.pem not found"),
