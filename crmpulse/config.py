@@ -703,6 +703,8 @@ def _cross_check(config: Config, profile: Profile, systems: dict[str, tuple[Syst
     problems += _credential_names(config, profile, lines)
     if config.target.variables:
         used = {n for op in profile.operations.values() for n, _ in op.variables()}
+        used |= {n for credential in profile.credentials.values()
+                 for n, _ in placeholders(credential.with_)}
         for name in config.target.variables:
             if name not in used and name not in profile.variables:
                 problems.append(lines.problem(("target", "variables", name),
