@@ -426,6 +426,12 @@ class Session:
                 except TransportError as exc:
                     result = OperationResult(operation=step.operation, ok=False,
                                              reason=exc.reason, message=f"{step.label}: {exc}")
+                if step.until is not None and result.throttled and time.monotonic() < deadline:
+                    # a poll that outpaces the CRM's rate limit (HubSpot's search: 5 a second)
+                    # waits as told, then polls on
+                    pause = result.retry_after if result.retry_after is not None else 1.0
+                    yield Sleep(max(0.0, min(pause, deadline - time.monotonic())))
+                    continue
                 if not result.ok or step.until is None or _matches(step.until, result.body):
                     break
                 if time.monotonic() >= deadline:

@@ -539,6 +539,7 @@ class LoadedConfig:
     profile: Profile
     path: Path
     systems: dict[str, tuple[System, Profile]] = field(default_factory=dict)
+    lines: LineMap | None = None  # where each key is in the file, for problems found later
 
     @property
     def target(self) -> Target:
@@ -572,7 +573,7 @@ def load_config(path: str | Path) -> LoadedConfig:
     problems += more
     if problems or profile is None:
         raise ConfigError(problems)
-    return LoadedConfig(config, profile, path, systems)
+    return LoadedConfig(config, profile, path, systems, doc.lines)
 
 
 def _check_files(config: Config, base_dir: Path, lines: LineMap) -> tuple[Config, list[Problem]]:

@@ -148,6 +148,9 @@ class Pagination(_Model):
         None, description="cursor/link styles: the cursor or next URL in the body "
         "(link style falls back to the Link header)")
     param: str | None = Field(None, description="query parameter that carries the cursor/page/offset")
+    in_: Literal["query", "json"] = Field(
+        "query", alias="in", description="where param goes: the query string, or a top-level key "
+        "of the JSON body (a search that is a POST, like HubSpot's)")
     start: int = Field(1, description="page style: number of the first page")
     page_size: int = Field(50, ge=1, description="offset style: step between pages")
 
@@ -339,7 +342,8 @@ class RenderedRequest:
 
     def next(self, page: NextPage, paginate: Pagination) -> RenderedRequest:
         """The request for the page after this one."""
-        params = dict(self.params)
+        in_body = paginate.in_ == "json" and isinstance(self.json, dict)
+        params: dict[str, Any] = dict(self.json) if in_body else dict(self.params)
         url = self.url
         if page.url:
             url = urljoin(self.url, page.url)
@@ -349,6 +353,9 @@ class RenderedRequest:
             first = paginate.start if paginate.style == "page" else 0
             params[key] = int(params.get(key, first)) + page.advance
         params.update(page.params)
+        if in_body and not page.url:
+            return RenderedRequest(self.operation, self.method, url, dict(self.params),
+                                   dict(self.headers), params, self.form, self.auth)
         return RenderedRequest(self.operation, self.method, url, params, dict(self.headers),
                                self.json, self.form, self.auth)
 

@@ -6,13 +6,16 @@ interpolated as text. Inside the braces:
 
     {{ name }}                 a required variable (``contact.id`` reads a field of a mapping)
     {{ name? }}                optional: a mapping entry or list item whose value is missing
-                               is dropped, so one template serves calls with and without it
+                               is dropped, so one template serves calls with and without it;
+                               text whose placeholders are all optional and all missing
+                               ("/accounts({{ id? }})") is dropped the same way
     {{ contact_id or deal_id }}     the first alternative that is set (not missing, not null)
     {{ page_size or 100 }}     a literal fallback: a number, or text in "double" or 'single'
                                quotes (no escapes); a literal is always set
     {{ stage | stages }}       a filter: a value map of the profile (``maps:``) or a built-in
                                (``join``: a list as space-separated text, ``first``: a list's
-                               first item, ``string``: the value as text)
+                               first item, ``string``: the value as text; ``soql``, ``sosl``,
+                               ``odata``: a quoted literal of that query language)
     {{ kind | kinds or "note" }}    filters bind tighter than ``or``; a trailing ``?``
                                makes the whole expression optional
 
@@ -90,8 +93,30 @@ def _first(value: Any) -> Any:
     return value
 
 
+_SOSL_RESERVED = re.compile(r"""([?&|!{}\[\]()^~*:\\"'+-])""")
+
+
+def _soql(value: Any) -> str:
+    """A SOQL string literal: quoted, with backslashes and quotes escaped."""
+    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return "'" + text.replace("\n", "\\n").replace("\r", "\\r") + "'"
+
+
+def _sosl(value: Any) -> str:
+    """A SOSL search term: in braces, each reserved character escaped with a backslash."""
+    return "{" + _SOSL_RESERVED.sub(r"\\\1", str(value)) + "}"
+
+
+def _odata(value: Any) -> str:
+    """An OData string literal: quoted, a quote doubled."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 #: Filters every template may use; a profile's ``maps`` add theirs (and may not reuse these names).
-BUILTIN_FILTERS: dict[str, Callable[[Any], Any]] = {"join": _join, "first": _first, "string": str}
+#: ``soql``, ``sosl`` and ``odata`` quote a value for a query language, so a name with a quote
+#: in it (O'Brien) is searched for, not spliced into the query.
+BUILTIN_FILTERS: dict[str, Callable[[Any], Any]] = {
+    "join": _join, "first": _first, "string": str, "soql": _soql, "sosl": _sosl, "odata": _odata}
 
 
 def map_filter(name: str, table: Mapping[str, Any]) -> Callable[[Any], Any]:
@@ -378,18 +403,28 @@ def _render_str(template: str, variables: Mapping[str, Any],
             value = _evaluate(parsed, variables, filters)
         return value if transform is None or value is MISSING else transform(value)
     out = []
+    filled = False
     for literal, expression in parsed:
         out.append(literal)
         if expression is not None:
             value = _evaluate(expression, variables, filters)
             if value is not MISSING:
+                filled = True
                 out.append(str(transform(value) if transform else value))
+    if not filled and all(e is None or e.optional for _, e in parsed):
+        # every placeholder optional and none given: "/accounts({{ account_id? }})" is dropped
+        # like a lone "{{ account_id? }}", not sent as "/accounts()"
+        return MISSING
     return "".join(out)
 
 
 def render_path(template: str, variables: Mapping[str, Any], filters: Filters | None = None) -> str:
     """Render a URL path: every interpolated value is URL-quoted (``a/b`` -> ``a%2Fb``)."""
-    return str(_render_str(template, variables, _quote, filters))
+    rendered = _render_str(template, variables, _quote, filters)
+    if rendered is MISSING:  # only optional placeholders, none given: the literal parts remain
+        parsed = _parse(template)
+        return "".join(literal for literal, _ in parsed) if isinstance(parsed, tuple) else ""
+    return str(rendered)
 
 
 def _quote(value: Any) -> Any:

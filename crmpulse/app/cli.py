@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .. import __version__, redact
 from .._exceptions import ConfigError, CrmpulseError
@@ -49,14 +50,30 @@ def _config_arg(parser: argparse.ArgumentParser, positional: bool = False) -> No
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from ..callers import check_journeys
     from ..config import load_config
 
     loaded = load_config(args.config)
     c = loaded.config
+    notes: list[str] = []
+    if c.target.safety.allow_loadtest and loaded.lines is not None:
+        problems, notes = check_journeys(c, loaded.profile, _journeys(), loaded.lines)
+        if problems:
+            raise ConfigError(problems)
     print(f"{args.config}: valid (target {c.target.name} at {c.target.base_url}, profile "
           f"{loaded.profile.name} with {len(loaded.profile.operations)} operations, "
           f"{len(c.slos)} SLOs, {len(c.probes.checks)} checks, {len(c.probes.sync)} sync pairs)")
+    for note in notes:
+        print(f"  note: {note}")
     return EXIT_OK
+
+
+def _journeys() -> dict[str, Any]:
+    """The load-test journeys that declare what they call (crmpulse.loadtests.journeys)."""
+    os.environ.setdefault("LOCUST_SKIP_MONKEY_PATCH", "1")  # declarations only: no gevent here
+    from crmpulse.loadtests.journeys import JOURNEYS
+
+    return {name: cls for name, cls in JOURNEYS.items() if hasattr(cls, "calls")}
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -113,13 +130,11 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 def cmd_call(args: argparse.Namespace) -> int:
     import json
 
-    import yaml
-
     from ..client import Client
     from ..config import load_config
 
     loaded = load_config(args.config)
-    if args.operation not in loaded.profile.operations:
+    if args.operation not in loaded.profile.operations and args.operation != "authenticate":
         print(f"crmpulse: profile {loaded.profile.name} has no operation {args.operation!r} "
               f"(it has: {', '.join(sorted(loaded.profile.operations))})", file=sys.stderr)
         return EXIT_USAGE
@@ -129,10 +144,7 @@ def cmd_call(args: argparse.Namespace) -> int:
         if not sep or not key:
             print(f"crmpulse: expected NAME=VALUE, got {pair!r}", file=sys.stderr)
             return EXIT_USAGE
-        try:
-            variables[key] = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
-            variables[key] = value
+        variables[key] = _typed(value)
     with Client(loaded) as crm:
         result = crm.call(args.operation, max_pages=args.pages, **variables)
         report = crm.cleanup() if not args.keep else None
@@ -141,11 +153,41 @@ def cmd_call(args: argparse.Namespace) -> int:
           f"in {result.elapsed * 1000:.1f} ms" + (f" ({result.pages} pages)" if result.pages > 1 else ""))
     if not result.ok:
         print(f"  {result.message or result.reason}")
+        if result.body:
+            print(f"  the CRM answered: {_shown_body(result.body)}")
     if result.values:
         print(json.dumps(result.values, indent=2, default=str))
     if report and report.created:
         print(f"Deleted the {report.deleted} record(s) this call created (use --keep to keep them).")
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+#: How much of a CRM's error body `crmpulse call` shows.
+ERROR_BODY_SHOWN = 2000
+
+
+def _typed(value: str) -> Any:
+    """``NAME=VALUE`` typing: valid JSON is that JSON value, anything else is the text as typed.
+
+    So ``amount=12000`` is a number, ``tags='["a","b"]'`` a list, ``closed_on=2030-01-31`` and
+    ``zip=01234`` stay text (neither is JSON), and ``id='"123"'`` forces text. YAML's guesses
+    (dates, ``yes``, ``0x1F``) are not applied: a date would not survive JSON encoding.
+    """
+    from ..profile import loads_json
+
+    try:
+        return loads_json(value)
+    except (ValueError, RecursionError):  # not JSON (or nested past Python's limit): text
+        return value
+
+
+def _shown_body(body: bytes) -> str:
+    """An error body for a terminal: secrets masked, control characters escaped, truncated."""
+    text = redact.redact(body[:ERROR_BODY_SHOWN * 4].decode("utf-8", "replace"))
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if len(text) > ERROR_BODY_SHOWN or len(body) > ERROR_BODY_SHOWN * 4:
+        text = text[:ERROR_BODY_SHOWN] + f"... ({len(body)} bytes in all)"
+    return text
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
