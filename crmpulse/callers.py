@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._yamlfile import KeyPath, LineMap
-from .templates import expressions, placeholders, syntax_problems
+from .templates import BUILTIN_FILTERS, expressions, filter_names, placeholders, syntax_problems
 
 if TYPE_CHECKING:
     from ._exceptions import Problem
@@ -126,6 +126,12 @@ class _Checker:
         """Check one call site: its ``with`` templates, then what the operation needs."""
         for path, message in syntax_problems(with_, (*where, "with")):
             self.problems.append(self.lines.problem(path, message))
+        usable = set(BUILTIN_FILTERS) | (set(profile.maps) if caller is CALLERS["probes.checks.steps"]
+                                          else set())
+        for name in sorted(filter_names(with_) - usable):
+            self.problems.append(self.lines.problem(
+                (*where, "with"), f'unknown filter "{name}" ({caller.what} may use '
+                f"{', '.join(sorted(usable))}; value maps belong in the profile's operations)"))
         known = {*BUILTINS, *variables, *caller.knows, *extra}
         for key, value in with_.items():
             if not caller.renders_with and _heads(value, optional=True):

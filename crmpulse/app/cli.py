@@ -76,18 +76,61 @@ def _journeys() -> dict[str, Any]:
     return {name: cls for name, cls in JOURNEYS.items() if hasattr(cls, "calls")}
 
 
+#: Presets `crmpulse init --preset` knows: the sandbox dialect that emulates each, and the
+#: environment variables its starter reads, with the sandbox's public test values.
+PRESETS: dict[str, tuple[str, dict[str, str]]] = {
+    "salesforce": ("salesforce", {"SALESFORCE_CLIENT_SECRET": "sandbox-secret"}),
+    "hubspot": ("hubspot", {"HUBSPOT_TOKEN": "pat-na1-11111111-1111-4111-8111-111111111111"}),
+    "dynamics365": ("dynamics", {"DYNAMICS_CLIENT_SECRET": "sandbox-secret"}),
+}
+
+
+def starter_text(preset: str | None, sandbox: bool = False) -> str:
+    """The starter config: the sandbox's, or a preset's (its target swapped for the sandbox's)."""
+    root = Path(__file__).parents[1]
+    if preset is None:
+        return (root / "starter.yaml").read_text(encoding="utf-8")
+    text = (root / f"starter-{preset}.yaml").read_text(encoding="utf-8")
+    if not sandbox:
+        return text
+    block = (root / f"starter-{preset}-sandbox.yaml").read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    start = lines.index("target:\n")
+    end = next(i for i in range(start + 1, len(lines))
+               if lines[i].strip() and not lines[i].startswith((" ", "#")))
+    return "".join(lines[:start]) + block + "\n" + "".join(lines[end:])
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     target = Path(args.path)
+    if args.sandbox and not args.preset:
+        print("crmpulse: --sandbox goes with --preset (the plain starter is the sandbox's already)",
+              file=sys.stderr)
+        return EXIT_USAGE
     if target.exists() and not args.force:
         print(f"crmpulse: {target} exists; use --force to overwrite it", file=sys.stderr)
         return EXIT_USAGE
-    starter = (Path(__file__).parents[1] / "starter.yaml").read_text(encoding="utf-8")
-    target.write_text(starter, encoding="utf-8")
-    print(f"Wrote {target}. Next:\n"
-          f"  crmpulse sandbox &                            "
-          f"# the sandbox CRM on 127.0.0.1:{DEFAULT_SANDBOX_PORT}\n"
-          f"  export CRMPULSE_CLIENT_SECRET=sandbox-secret  # the sandbox's public test secret\n"
-          f"  crmpulse check-config {target}")
+    target.write_text(starter_text(args.preset, args.sandbox), encoding="utf-8")
+    if args.preset is None:
+        print(f"Wrote {target}. Next:\n"
+              f"  crmpulse sandbox &                            "
+              f"# the sandbox CRM on 127.0.0.1:{DEFAULT_SANDBOX_PORT}\n"
+              f"  export CRMPULSE_CLIENT_SECRET=sandbox-secret  # the sandbox's public test secret\n"
+              f"  crmpulse check-config {target}")
+        return EXIT_OK
+    dialect, secrets = PRESETS[args.preset]
+    if args.sandbox:
+        exports = "".join(f"  export {name}={value}  # the sandbox's public test value\n"
+                          for name, value in secrets.items())
+        print(f"Wrote {target} for the {args.preset} preset against the sandbox's {dialect} dialect. "
+              f"Next:\n  crmpulse sandbox --dialect {dialect} &  # on 127.0.0.1:{DEFAULT_SANDBOX_PORT}\n"
+              f"{exports}  crmpulse check-config {target} && crmpulse smoke -c {target}")
+    else:
+        print(f"Wrote {target} for the {args.preset} preset. Next: set target.base_url (and the "
+              f"names marked in its comments) to your {args.preset} instance, export the variables "
+              f"its header lists, then\n  crmpulse check-config {target} && crmpulse smoke -c {target}\n"
+              "What to set up in the CRM: docs/profiles.md. To try it first against the sandbox: "
+              f"crmpulse init --preset {args.preset} --sandbox")
     return EXIT_OK
 
 
@@ -482,9 +525,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pages", type=int, default=1, help="pages to follow when it paginates")
     p.add_argument("--keep", action="store_true", help="keep records the call created")
 
-    p = verb("init", "write a commented starter crmpulse.yaml for the sandbox", cmd_init)
+    p = verb("init", "write a commented starter crmpulse.yaml for the sandbox, or for a CRM preset",
+             cmd_init)
     p.add_argument("path", nargs="?", default="crmpulse.yaml", help="where to write it")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="start from a built-in CRM profile: its auth block and secret references")
+    p.add_argument("--sandbox", action="store_true",
+                   help="with --preset: point the target at `crmpulse sandbox --dialect ...` on "
+                   "loopback, to try the preset before your CRM")
     return parser
 
 
