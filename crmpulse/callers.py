@@ -139,12 +139,13 @@ class _Checker:
                     (*where, "with", key), f"{caller.what} passes its with values as written: "
                     "templates are filled in journey steps and sync pairs, not here"))
                 continue
-            for name in sorted(_heads(value) - known):
+            for missing in needs(value, known):
+                name = missing.split('"', 1)[0]  # a fallback's first name: the others follow
                 close = difflib.get_close_matches(name, sorted(known), n=1)
                 hint = f'did you mean "{close[0]}"?' if close else \
                     f"known to {caller.what}: {', '.join(sorted(known))}"
                 self.problems.append(self.lines.problem(
-                    (*where, "with", key), f'unknown template variable "{name}" ({hint})'))
+                    (*where, "with", key), f'unknown template variable "{missing}" ({hint})'))
         op = profile.operations.get(operation)
         if op is None:
             return  # reported as an unknown operation already

@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urljoin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    model_validator,
+)
 
 from ._exceptions import ConfigError, OperationError, Problem
 from ._types import Duration, JSONPathStr, Name, Regex, compile_jsonpath, first_match
@@ -162,6 +170,20 @@ class Cleanup(_Model):
     with_: dict[str, Any] = Field({}, alias="with")
 
 
+_CREDENTIAL_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+
+
+def _credential_choice(value: Any) -> bool | str:
+    if isinstance(value, bool) or (isinstance(value, str) and _CREDENTIAL_NAME.fullmatch(value)):
+        return value
+    shown = f'"{value}"' if isinstance(value, str) else repr(value)
+    raise ValueError("expected true, false or the name of a credential (lowercase letters, digits "
+                     f'and "_", starting with a letter), got {shown}')
+
+
+CredentialChoice = Annotated[bool | str, BeforeValidator(_credential_choice)]
+
+
 class ThrottleRule(_Model):
     """A response that means "slow down": a status, and a body pattern when the status is shared."""
 
@@ -191,8 +213,8 @@ class Operation(_Model):
     paginate: Pagination | None = None
     cleanup: Cleanup | None = Field(
         None, description="for operations that create a record: how to delete it")
-    auth: bool | Name = Field(True, description="true: the target's credentials (target.auth); "
-                              "false: none; a name: that named credential")
+    auth: CredentialChoice = Field(True, description="true: the target's credentials "
+                                   "(target.auth); false: none; a name: that named credential")
     description: str = ""
 
     # name is filled in by Profile so results and Locust stats group by operation
