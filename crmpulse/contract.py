@@ -18,12 +18,14 @@ __all__ = [
     "FAILURE_REASONS",
     "LOADTEST_METRICS",
     "METRICS",
+    "PANELS",
     "PHASES",
     "PROBE_METRICS",
     "PROTECTIONS",
     "RECORDED",
     "SYNC_STAGES",
     "Metric",
+    "Panel",
     "Recorded",
     "duration_buckets",
 ]
@@ -233,6 +235,31 @@ SLO_BUDGET_REMAINING = Recorded("crmpulse_slo:error_budget_remaining:ratio",
                                 "Share of the SLO window's error budget not yet spent (can go negative).")
 RECORDED = (SLO_ERROR_RATIO_RATE, SLO_ERRORS_RATE5M, SLO_EVENTS_RATE5M, SLO_ERROR_RATIO_PERIOD,
             SLO_OBJECTIVE, SLO_BUDGET_REMAINING)
+
+
+# -- dashboard panels alerts link to (deep links: /d/<dashboard>?viewPanel=<id>) ----------
+@dataclass(frozen=True)
+class Panel:
+    """A dashboard panel an alert deep-links to; the dashboard gives it exactly this id.
+
+    Ids are 100 and up so they never meet the ids the layout numbers from 1.
+    """
+
+    dashboard: str  # the dashboard's uid
+    id: int
+    title: str
+
+
+PANEL_FAILURES = Panel("crmpulse-overview", 101, "Failures by reason")
+PANEL_LATENCY = Panel("crmpulse-overview", 102, "Latency per check (p50, p95, p99)")
+PANEL_SYNC_LAG = Panel("crmpulse-overview", 103, "Sync lag per pair")
+PANEL_CHECK_STATUS = Panel("crmpulse-overview", 104, "Check status")
+PANEL_PROTECTIONS = Panel("crmpulse-overview", 105, "Protections")
+PANEL_CERT_EXPIRY = Panel("crmpulse-overview", 106, "Certificate expires in")
+PANEL_CERT_CHAIN = Panel("crmpulse-overview", 107, "Certificate chain valid")
+PANEL_BURN_RATE = Panel("crmpulse-overview", 108, "Burn rate (1 h window)")
+PANELS = (PANEL_FAILURES, PANEL_LATENCY, PANEL_SYNC_LAG, PANEL_CHECK_STATUS, PANEL_PROTECTIONS,
+          PANEL_CERT_EXPIRY, PANEL_CERT_CHAIN, PANEL_BURN_RATE)
 
 
 #: Base buckets for request durations; SLO thresholds are merged in so every latency
