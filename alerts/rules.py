@@ -228,7 +228,7 @@ def _burn_alert(ctx: Context, spec: SLOSpec, severity: str) -> AlertRule:
         conditions.append(f"({long} > {threshold} and {short} > {threshold})")
         # the burn rate over the long window: the error ratio in units of the budget
         values[f"burn{len(values) + 1}"] = f"{long} / {spec.budget_text}"
-    values["budget"] = (f"sum by (target, slo, kind) "
+    values["budget"] = (f"100 * sum by (target, slo, kind) "
                         f"({c.SLO_BUDGET_REMAINING.name}{{{spec.matchers}}})")
     suffix, noun = ("Fast", "page") if severity == "critical" else ("Slow", "ticket")
     name = f"{spec.alert_prefix}BurnRate{suffix}"
@@ -237,7 +237,7 @@ def _burn_alert(ctx: Context, spec: SLOSpec, severity: str) -> AlertRule:
     rates = ", ".join(f'[[burn{i + 1}|printf "%.1f"]]x over {format_duration(p.long)}'
                       for i, p in enumerate(pairs))
     summary = (f"CRM {kind} SLO {spec.name} burning its error budget: {rates}; "
-               f"[[budget|humanizePercentage]] of the {window} budget left")
+               f'[[budget|printf "%.1f"]]% of the {window} budget left')
     rules = " or ".join(f"{p.factor}x over both {format_duration(p.long)} and "
                         f"{format_duration(p.short)}" for p in pairs)
     fastest = max(pairs, key=lambda p: p.factor)

@@ -102,7 +102,8 @@ SYNC_STAGES = ("write", "read", "cleanup", "sweep", "subscribe")
 SYNC_LAG = Metric("crmpulse_sync_lag_seconds", "gauge",
                   "Current sync lag: heartbeat, now minus the newest heartbeat visible on the read "
                   "side (keeps growing during a stall); canary/webhook, the larger of the last "
-                  "measured lag and the age of the oldest unseen record.", _PAIR)
+                  "measured lag and the age of the oldest unseen record (a lost record stays unseen "
+                  "until a later one is seen, so the lag keeps growing during a stall).", _PAIR)
 SYNC_LAG_OBSERVED = Metric("crmpulse_sync_lag_observed_seconds", "histogram",
                            "Lag of each record (canary, webhook event, heartbeat stamp) from write "
                            "to visible; buckets include every sync SLO threshold.", _PAIR)

@@ -114,9 +114,9 @@ def test_burn_rate_summaries_read_the_burn_rates_and_the_budget_from_recorded_se
     summary = fast["annotations"]["summary"]
     assert ('{{ with query `crmpulse_slo:sli_error:ratio_rate1h{slo="availability",target="sandbox"} '
             '/ 0.001` }}{{ . | first | value | printf "%.1f" }}{{ end }}x over 1h') in summary
-    assert ("{{ with query `sum by (target, slo, kind) (crmpulse_slo:error_budget_remaining:ratio"
-            '{slo="availability",target="sandbox"})` }}{{ . | first | value | humanizePercentage }}'
-            "{{ end }} of the 30d budget left") in summary
+    assert ("{{ with query `100 * sum by (target, slo, kind) (crmpulse_slo:error_budget_remaining:ratio"
+            '{slo="availability",target="sandbox"})` }}{{ . | first | value | printf "%.1f" }}'
+            "{{ end }}% of the 30d budget left") in summary
     description = fast["annotations"]["description"]
     for words in ("the availability SLO (99.9 % of probe runs that succeed over 30d; error budget 0.1 %)",
                   "more than 14.4x over both 1h and 5m or 6x over both 6h and 30m",
