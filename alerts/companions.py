@@ -41,6 +41,9 @@ class Scenario:
     fires_at: int  # first minute it must be firing
     labels: dict[str, str]  # the firing alert's labels, severity included
     silent_at: int = -1  # last minute it must still be silent (default: one before fires_at)
+    #: series whose values are Unix times, written for promtool's clock (minute m is 60 m
+    #: seconds); a test replaying the scenario at another time shifts them
+    times: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.silent_at < 0:
@@ -259,7 +262,7 @@ def _expiring_scenarios(days: int) -> Callable[[Context, AlertRule], list[Scenar
         # time() is 60 x the minute in promtool: this expiry crosses the line at `start`
         expiry = days * 86400.0 + start * 60 - 30
         return [Scenario(f"{days} days before expiry", {name: [expiry] * (start + 6)}, start, start,
-                         _labels(rule, target=ctx.target, check=check))]
+                         _labels(rule, target=ctx.target, check=check), times=(name,))]
     return scenarios
 
 

@@ -59,6 +59,7 @@ class RuleScenario:
     start: int  # minute the fault begins
     never: list[str] = field(default_factory=list)  # alerts that must never fire, up to the end
     end: int = 0  # last minute evaluated
+    times: tuple[str, ...] = ()  # series holding Unix times on promtool's clock (0 at minute 0)
 
     def __post_init__(self) -> None:
         if not self.end:
@@ -228,7 +229,8 @@ def _companion_scenarios(rules: RuleSet, loaded: LoadedConfig) -> list[RuleScena
         for s in companion.scenarios(ctx, rule):
             checks = [Check(s.silent_at, rule.name, False), Check(s.fires_at, rule.name, True, s.labels)]
             out.append(RuleScenario(f"{rule.name}: {s.title}", "companions", dict(s.series), checks, 1,
-                                    ["companions.rules.yml"], ["crmpulse-companions"], s.start))
+                                    ["companions.rules.yml"], ["crmpulse-companions"], s.start,
+                                    times=s.times))
     return out
 
 
