@@ -170,8 +170,10 @@ def build_rules(loaded: LoadedConfig, compress: float = 1.0, interval: float = 6
     for spec in out.specs:
         records: list[dict[str, Any]] = []
         for window in spec.windows:
+            # rounded to 12 decimals: the division's float noise (~1e-16) must not lift a
+            # steady error ratio of exactly the budget over a factor-1 threshold
             records.append({"record": c.SLO_ERROR_RATIO_RATE.at(ctx.w(window)),
-                            "expr": spec.ratio(ctx.w(window)), "labels": spec.labels})
+                            "expr": f"round({spec.ratio(ctx.w(window))}, 1e-12)", "labels": spec.labels})
         bad, total = spec.rates(ctx.w(300))
         period = ctx.w(spec.window)
         records += [

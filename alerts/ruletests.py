@@ -60,6 +60,9 @@ class RuleScenario:
     never: list[str] = field(default_factory=list)  # alerts that must never fire, up to the end
     end: int = 0  # last minute evaluated
     times: tuple[str, ...] = ()  # series holding Unix times on promtool's clock (0 at minute 0)
+    #: minutes between input samples: 5 when a window spans over 10 000 minutes (promtool's
+    #: engine loads at most 10 000 samples per query)
+    sample_every: int = 1
 
     def __post_init__(self) -> None:
         if not self.end:
@@ -166,7 +169,10 @@ def _slo_scenarios(spec: SLOSpec, rules: RuleSet, loaded: LoadedConfig) -> list[
             never: list[str] | None = None, companions: bool = False) -> None:
         history = int(ticket_history if tickets else page_history)
         last = max(m for m, _, _ in checks)
-        step = SLOW_STEP if tickets or last > 6 * 60 else 1
+        # days-long scenarios are evaluated every 5 minutes (15 for a 90-day window's 9-day
+        # ticket window): checks are rounded outwards to that grid
+        slow_step = SLOW_STEP * max(1, round(spec.window / (30 * 86400)))
+        step = slow_step if tickets or last > 6 * 60 else 1
         placed = []
         for minute, alert, firing in sorted(checks):
             offset = (math.ceil(minute / step) if firing else minute // step) * step
@@ -182,10 +188,11 @@ def _slo_scenarios(spec: SLOSpec, rules: RuleSet, loaded: LoadedConfig) -> list[
             phases = [*phases[:-1], (m + end + step - history - total, r, e)]
         use_files = files + (["companions.rules.yml"] if companions and with_companions else [])
         use_groups = groups + (["crmpulse-companions"] if companions and with_companions else [])
+        every = 5 if step > 1 and max(spec.windows) > 3 * 86400 else 1
         out.append(RuleScenario(
             f"{spec.name}: {title}", f"slo-{spec.name}-{'slow' if step > 1 else 'fast'}",
             _slo_series(spec, phases, history), placed, step, use_files, use_groups, history,
-            never=never or [], end=end))
+            never=never or [], end=end, sample_every=every))
 
     # error ratios as multiples of the budget: for a 99.9 % SLO, 100 %, 5 %, 1 %, 0.5 %, 0.1 %
     for label, ratio in (("full outage", 1.0), (f"{min(1.0, b * 50):.2%} errors", min(1.0, b * 50)),
@@ -274,8 +281,9 @@ def promtool_files(rules: RuleSet, loaded: LoadedConfig) -> dict[str, dict[str, 
         for group in s.groups:
             if group not in doc["group_eval_order"]:
                 doc["group_eval_order"].append(group)
-        test: dict[str, Any] = {"name": s.name, "interval": "1m",
-                                "input_series": [{"series": name, "values": _segments(values)}
+        test: dict[str, Any] = {"name": s.name, "interval": f"{s.sample_every}m",
+                                "input_series": [{"series": name,
+                                                  "values": _segments(values[::s.sample_every])}
                                                  for name, values in s.series.items()]}
         if rule_tests:
             test["alert_rule_test"] = rule_tests

@@ -237,7 +237,7 @@ def prometheus(setup: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             metric, labels = _series_key(name)
             shift = p.base if name in p.scenario.times else 0  # promtool's clock starts at 0
             for minute, value in enumerate(values):
-                if isinstance(value, float | int):
+                if minute % p.scenario.sample_every == 0 and isinstance(value, float | int):
                     prom.add(metric, labels, p.at(minute), float(value) + shift)
     records = {r["record"] for groups in rules.files.values() for g in groups for r in g["rules"]
                if "record" in r}
