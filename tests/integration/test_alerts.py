@@ -218,3 +218,44 @@ def test_every_series_the_rules_record_or_read_is_named_in_the_contract(generate
     for rule in rules:
         for name in re.findall(r"\b(crmpulse_[a-z0-9_:]+)", rule["expr"]):
             assert name in raw or name in records, f"{name} in {rule.get('alert') or rule['record']}"
+
+
+def test_each_companions_stated_delay_is_the_one_promtool_measures(generated: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """promtool is asked, minute by minute, whether each companion fires; the first minute it does
+    must be the delay its description states (to one evaluation interval)."""
+    import math
+
+    from crmpulse import load_config
+    from crmpulse.alerts.rules import build_rules
+    from crmpulse.alerts.ruletests import _segments, scenarios
+    from crmpulse.units import parse_duration
+
+    monkeypatch.setenv("CRMPULSE_CLIENT_SECRET", "x")
+    loaded = load_config(example_config(tmp_path))
+    rules = build_rules(loaded)
+    descriptions = {r["alert"]: r["annotations"]["description"] for r in rules_of(generated) if "alert" in r}
+    measured_any = set()
+    for s in (s for s in scenarios(rules, loaded) if s.file == "companions"):
+        alert = s.checks[0].alert
+        found = re.search(r"It fires (?:at the first evaluation after|(\S+) after)", descriptions[alert])
+        assert found, f"{alert}: its description states no delay"
+        stated = parse_duration(found.group(1)) if found.group(1) else 0.0
+        last = max(len(v) for v in s.series.values()) - 1
+        probes = [{"expr": f'count(ALERTS{{alertname="{alert}",alertstate="firing"}}) or vector(0)',
+                   "eval_time": f"{m}m", "exp_samples": [{"labels": "{}", "value": 0}]}
+                  for m in range(s.start - 1, last + 1)]
+        path = tmp_path / f"probe-{len(measured_any)}.test.yml"
+        path.write_text(yaml.safe_dump({
+            "rule_files": [str(generated / "companions.rules.yml")], "evaluation_interval": "1m",
+            "group_eval_order": ["crmpulse-companions"],
+            "tests": [{"interval": "1m", "input_series": [{"series": n, "values": _segments(v)}
+                                                          for n, v in s.series.items()],
+                       "promql_expr_test": probes}]}, sort_keys=False, width=1000))
+        run = subprocess.run(["promtool", "test", "rules", str(path)], capture_output=True, text=True)
+        firing = sorted(parse_duration(t) / 60 for t in re.findall(r"time: (\w+),", run.stdout + run.stderr))
+        assert firing, f"{s.name}: never fired\n{run.stdout[-2000:]}"
+        delay = firing[0] - s.start
+        assert math.ceil(stated / 60) <= delay <= math.ceil(stated / 60) + 1, (s.name, stated, delay)
+        measured_any.add(alert)
+    assert measured_any == {c for c in ALERT_NAMES if "BurnRate" not in c}
