@@ -113,14 +113,23 @@ class _Prometheus:
                                        "JSON: is it Prometheus?") from None
         if not isinstance(body, dict) or body.get("status") != "success":
             error = body.get("error") if isinstance(body, dict) else None
-            raise PrometheusUnreadable(f"Prometheus at {self.url} refused {expr!r}: {error}")
-        return list(body["data"]["result"])
+            raise PrometheusUnreadable(f"Prometheus at {self.url} refused {expr!r}: "
+                                       f"{str(error)[:200]}")
+        result = body.get("data", {}).get("result") if isinstance(body.get("data"), dict) else None
+        if not isinstance(result, list) or not all(
+                isinstance(r, dict) and isinstance(r.get("metric"), dict) for r in result):
+            raise PrometheusUnreadable(f"{self.url} answered {expr!r} with no vector: is it Prometheus?")
+        return result
 
     def value(self, expr: str) -> float | None:
         result = self.query(expr)
         if not result:
             return None
-        value = float(result[0]["value"][1])
+        try:
+            value = float(result[0]["value"][1])
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise PrometheusUnreadable(f"{self.url} answered {expr!r} with a sample that is not a "
+                                       "number: is it Prometheus?") from None
         return None if math.isnan(value) else value
 
 
@@ -146,11 +155,11 @@ def slo_status(loaded: LoadedConfig, url: str, compress: float = 1.0,
                 pairs.append(PairStatus(pair.label, pair.severity, float(pair.factor), *rates))
             budget = prom.value(f"{c.SLO_BUDGET_REMAINING.name}{{{m}}}")
             error = prom.value(f"{c.SLO_ERROR_RATIO_PERIOD.name}{{{m}}}")
-            firing = sorted({r["metric"]["alertname"] for r in prom.query(
+            firing = sorted({str(r["metric"].get("alertname")) for r in prom.query(
                 f'ALERTS{{alertstate="firing",{m}}}')})
             status.slos.append(SLOStatus(spec, budget, None if error is None else 1 - error, pairs, firing))
         target = loaded.config.target.name
-        status.other_firing = sorted({r["metric"]["alertname"] for r in prom.query(
+        status.other_firing = sorted({str(r["metric"].get("alertname")) for r in prom.query(
             f'ALERTS{{alertstate="firing",target="{target}",slo=""}}')})
         return status
     finally:

@@ -259,3 +259,41 @@ def test_each_companions_stated_delay_is_the_one_promtool_measures(generated: Pa
         assert math.ceil(stated / 60) <= delay <= math.ceil(stated / 60) + 1, (s.name, stated, delay)
         measured_any.add(alert)
     assert measured_any == {c for c in ALERT_NAMES if "BurnRate" not in c}
+
+
+def test_a_dashboard_url_that_is_not_a_url_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = example_config(tmp_path)
+    path.write_text(path.read_text() + "alerting:\n  dashboard_url: grafana please\n")
+    run = subprocess.run([sys.executable, "-m", "crmpulse", "alerts", "--config", str(path), "--out",
+                          str(tmp_path / "out")], capture_output=True, text=True,
+                         env={**__import__("os").environ, "CRMPULSE_CLIENT_SECRET": "x"})
+    assert run.returncode == 2
+    assert re.search(r"crmpulse\.yaml:\d+ alerting\.dashboard_url: .*grafana please", run.stderr), run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_list_of_written_files_is_what_is_on_disk_and_paths_are_clean(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("CRMPULSE_CLIENT_SECRET", "x")
+    out = tmp_path / "out"
+    assert main(["alerts", "--config", str(example_config(tmp_path)), "--out", f"{out}/"]) == 0
+    printed = capsys.readouterr().out
+    listed = printed.split(": ", 1)[1].splitlines()[0].split(", ")
+    on_disk = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert listed == on_disk
+    assert "tests/companions.test.yml" in listed and "companions.test.yml" not in listed
+    assert "//" not in printed
+    assert f"promtool test rules {out}/tests/*.test.yml" in printed
+
+
+def test_explain_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    path = example_config(tmp_path)
+    # `true` exits at once without reading: every write of ours meets a closed pipe
+    pipe = subprocess.Popen(f"{sys.executable} -m crmpulse alerts --config {path} --explain | true; "
+                            f"echo ${{PIPESTATUS[0]}}", shell=True, executable="/bin/bash",
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**__import__("os").environ, "CRMPULSE_CLIENT_SECRET": "x"})
+    out, err = pipe.communicate(timeout=60)
+    assert err == "", err  # no "internal error: BrokenPipeError", no traceback
+    assert out.strip() == "141"  # what a tool killed by SIGPIPE exits with
