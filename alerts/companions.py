@@ -92,6 +92,8 @@ def _probes_absent(ctx: Context) -> AlertRule | None:
         raise ConfigError([Problem(str(ctx.loaded.path), 0, "alerting.absent_for", (
             f"expected at least twice the shortest check interval ({format_duration(2 * shortest)}), "
             f"got {format_duration(window)}: a quiet window between two runs would page"))])
+    if ctx.compress > 1:  # compressed time (crmpulse stack): still at least four check runs
+        window = max(window, 4 * shortest * ctx.compress)
     t, w = f'target="{ctx.target}"', ctx.w(window)
     runs = c.CHECK_RUNS.series
     link, values = ctx.link(c.PANEL_CHECK_STATUS, max(3600.0, 2 * window))
