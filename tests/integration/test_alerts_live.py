@@ -148,7 +148,11 @@ def test_an_outage_burns_the_budget_slo_status_shows_it_and_the_page_says_so(
         paged = time.monotonic() - began
         # a full window (1 h, 60 s compressed) of outage: the 1 h burn rate is 1 / 0.001
         prometheus.wait_for('crmpulse_slo:sli_error:ratio_rate1m{slo="availability"} == 1', timeout=120)
-        time.sleep(2)  # two more evaluations, so the alert's text was rendered from that state
+        deadline = time.monotonic() + 30  # the alert's text is rendered at its next evaluation
+        while "1000.0x over 1h" not in firing_alert(prometheus, "CrmAvailabilityBurnRateFast")[
+                "annotations"]["summary"]:
+            assert time.monotonic() < deadline, firing_alert(prometheus, "CrmAvailabilityBurnRateFast")
+            time.sleep(0.2)
         burning = slo_status(config, prometheus)
         assert burning.returncode == 1, burning.stdout + burning.stderr
         assert "EXHAUSTED" in burning.stdout and "Error budget exhausted: availability" in burning.stderr
