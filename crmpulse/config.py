@@ -515,9 +515,21 @@ class Alerting(Model):
     runbook_base_url: str = Field(
         "https://github.com/crmpulse/crmpulse/blob/main/alerts/runbooks",
         description="runbook_url = this + /<AlertName>.md")
-    dashboard_url: str = Field("/d/crmpulse-overview", description="linked from descriptions")
+    dashboard_url: str | None = Field(
+        None, description="Grafana's URL (https://grafana.example.com); when set, every alert "
+        "carries a dashboard_url annotation: a link to the panel that shows what fired, over the "
+        "alert's time range")
     stall_for: Duration = Field(300.0, description="sync lag above threshold this long: page")
     absent_for: Duration = Field(300.0, description="no probe results this long: page")
+
+    @field_validator("dashboard_url", mode="after")
+    @classmethod
+    def _grafana_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not (value.startswith(("http://", "https://", "/")) and " " not in value):
+            raise ValueError(f'expected Grafana\'s URL like "https://grafana.example.com", got "{value}"')
+        return value.rstrip("/")
 
 
 class Config(Model):

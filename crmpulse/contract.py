@@ -18,6 +18,7 @@ __all__ = [
     "FAILURE_REASONS",
     "LOADTEST_METRICS",
     "METRICS",
+    "PANELS",
     "PHASES",
     "PROBE_METRICS",
     "PROTECTIONS",
@@ -26,6 +27,7 @@ __all__ = [
     "SYNC_STAGES",
     "WEBHOOK_REJECT_REASONS",
     "Metric",
+    "Panel",
     "Recorded",
     "duration_buckets",
 ]
@@ -102,7 +104,8 @@ SYNC_STAGES = ("write", "read", "cleanup", "sweep", "subscribe")
 SYNC_LAG = Metric("crmpulse_sync_lag_seconds", "gauge",
                   "Current sync lag: heartbeat, now minus the newest heartbeat visible on the read "
                   "side (keeps growing during a stall); canary/webhook, the larger of the last "
-                  "measured lag and the age of the oldest unseen record.", _PAIR)
+                  "measured lag and the age of the oldest unseen record (a lost record stays unseen "
+                  "until a later one is seen, so the lag keeps growing during a stall).", _PAIR)
 SYNC_LAG_OBSERVED = Metric("crmpulse_sync_lag_observed_seconds", "histogram",
                            "Lag of each record (canary, webhook event, heartbeat stamp) from write "
                            "to visible; buckets include every sync SLO threshold.", _PAIR)
@@ -247,6 +250,31 @@ SLO_BUDGET_REMAINING = Recorded("crmpulse_slo:error_budget_remaining:ratio",
                                 "Share of the SLO window's error budget not yet spent (can go negative).")
 RECORDED = (SLO_ERROR_RATIO_RATE, SLO_ERRORS_RATE5M, SLO_EVENTS_RATE5M, SLO_ERROR_RATIO_PERIOD,
             SLO_OBJECTIVE, SLO_BUDGET_REMAINING)
+
+
+# -- dashboard panels alerts link to (deep links: /d/<dashboard>?viewPanel=<id>) ----------
+@dataclass(frozen=True)
+class Panel:
+    """A dashboard panel an alert deep-links to; the dashboard gives it exactly this id.
+
+    Ids are 100 and up so they never meet the ids the layout numbers from 1.
+    """
+
+    dashboard: str  # the dashboard's uid
+    id: int
+    title: str
+
+
+PANEL_FAILURES = Panel("crmpulse-overview", 101, "Failures by reason")
+PANEL_LATENCY = Panel("crmpulse-overview", 102, "Latency per check (p50, p95, p99)")
+PANEL_SYNC_LAG = Panel("crmpulse-overview", 103, "Sync lag per pair")
+PANEL_CHECK_STATUS = Panel("crmpulse-overview", 104, "Check status")
+PANEL_PROTECTIONS = Panel("crmpulse-overview", 105, "Protections")
+PANEL_CERT_EXPIRY = Panel("crmpulse-overview", 106, "Certificate expires in")
+PANEL_CERT_CHAIN = Panel("crmpulse-overview", 107, "Certificate chain valid")
+PANEL_BURN_RATE = Panel("crmpulse-overview", 108, "Burn rate (1 h window)")
+PANELS = (PANEL_FAILURES, PANEL_LATENCY, PANEL_SYNC_LAG, PANEL_CHECK_STATUS, PANEL_PROTECTIONS,
+          PANEL_CERT_EXPIRY, PANEL_CERT_CHAIN, PANEL_BURN_RATE)
 
 
 #: Base buckets for request durations; SLO thresholds are merged in so every latency

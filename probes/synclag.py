@@ -162,6 +162,9 @@ class SyncPairRunner:
         self.newest_visible: float | None = None
         self.pending_stamps: list[tuple[float, float]] = []  # (stamp, write time, monotonic)
         self.in_flight: dict[str, float] = {}  # record id -> write time (unix)
+        # write time of the oldest record lost since a later-written one was last seen: the
+        # lag keeps counting from it, so a stall keeps the gauge growing past the SLA
+        self.unconfirmed_since: float | None = None
         self.last_lag = 0.0
         self.started = time.time()
         self.waiters: dict[str, asyncio.Future[float]] = {}
@@ -188,8 +191,20 @@ class SyncPairRunner:
         now = time.time()
         if self.pair.mode == "heartbeat":
             return max(0.0, now - (self.newest_visible or self.started))
-        oldest = min(self.in_flight.values(), default=now)
-        return max(self.last_lag, now - oldest)
+        waiting = list(self.in_flight.values())
+        if self.unconfirmed_since is not None:
+            waiting.append(self.unconfirmed_since)
+        return max(self.last_lag, now - min(waiting, default=now))
+
+    def _lost(self, written_at: float) -> None:
+        """A record never showed up: the lag counts from it until a later one does."""
+        if self.unconfirmed_since is None or written_at < self.unconfirmed_since:
+            self.unconfirmed_since = written_at
+
+    def _seen(self, written_at: float) -> None:
+        """A record showed up: sync has caught up past every record lost before it."""
+        if self.unconfirmed_since is not None and written_at >= self.unconfirmed_since:
+            self.unconfirmed_since = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -352,13 +367,16 @@ class SyncPairRunner:
             return None
         session, context, written = created
         record_id = self._in_flight(context, written)
+        written_at = self.in_flight[record_id]
         try:
             lag = await self._poll_visible(context, written)
             if lag is None:
                 self.metrics.lost.labels(*self.labels).inc()
+                self._lost(written_at)
                 log.info("sync pair %s: canary not visible within %gs", self.pair.name, self.pair.sla)
             else:
                 self._observe(lag)
+                self._seen(written_at)
             return lag
         finally:
             await self._done(record_id, session)
@@ -571,6 +589,7 @@ class SyncPairRunner:
             return None
         session, context, _ = created
         record_id = self._in_flight(context, start)
+        written_at = self.in_flight[record_id]
         try:
             received = self.early.pop(record_id, None)
             if received is None:
@@ -585,10 +604,12 @@ class SyncPairRunner:
                     self.waiters.pop(record_id, None)
             if received is None:
                 self.metrics.lost.labels(*self.labels).inc()
+                self._lost(written_at)
                 return None
             # the event can only have been sent after the write began
             lag = received - start
             self._observe(lag)
+            self._seen(written_at)
             return lag
         finally:
             await self._done(record_id, session)

@@ -1,7 +1,8 @@
 """The ``crmpulse`` command: one verb per job.
 
 Exit codes: 0 success, 1 the run found a problem (a failed operation or gate),
-2 bad usage or bad config. Errors are one line each, never a traceback.
+2 bad usage or bad config, 141 when the reader of stdout went away (like SIGPIPE).
+Errors are one line each, never a traceback.
 """
 
 from __future__ import annotations
@@ -316,11 +317,35 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     if args.compress < 1:
         print("crmpulse: --compress must be 1 or more", file=sys.stderr)
         return EXIT_USAGE
-    out = Path(args.out)
+    out = Path(os.path.normpath(args.out))
     written = generate(loaded, out, kubernetes=args.kubernetes, compress=args.compress)
     print(f"Wrote {len(written)} files to {out}: " + ", ".join(sorted(written)))
-    print(f"Check them: promtool check rules {out / '*.rules.yml'} && "
-          f"promtool test rules {out / 'tests' / '*.test.yml'}")
+    check = f"promtool check rules {out / '*.rules.yml'}"
+    if any(name.startswith("tests/") for name in written):
+        check += f" && promtool test rules {out / 'tests' / '*.test.yml'}"
+    print(f"Check them: {check}")
+    return EXIT_OK
+
+
+def cmd_slo(args: argparse.Namespace) -> int:
+    from crmpulse.alerts.status import PrometheusUnreadable, slo_status
+
+    from ..config import load_config
+
+    if args.action is None:
+        args.slo_parser.print_help()
+        return EXIT_USAGE
+    loaded = load_config(args.config)
+    try:
+        status = slo_status(loaded, args.prometheus, compress=args.compress)
+    except PrometheusUnreadable as exc:
+        print(f"crmpulse: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(status.text())
+    if status.exhausted:
+        spent = [s.spec.name for s in status.slos if s.exhausted]
+        print(f"Error budget exhausted: {', '.join(spent)}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -431,6 +456,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compress", type=float, default=1.0, metavar="N",
                    help="divide every alert window by N: for demos and end-to-end tests only "
                    "(no rule tests are written)")
+
+    p = verb("slo", "SLO error budgets from Prometheus: `slo status` prints each SLO's budget "
+             "left, burn rates and firing alerts; exit 1 when a budget is spent", cmd_slo)
+    slo_actions = p.add_subparsers(dest="action", metavar="ACTION", title="actions")
+    p.set_defaults(slo_parser=p, action=None)
+    st = slo_actions.add_parser(
+        "status", formatter_class=_Formatter, help="budget left, burn rates, firing alerts",
+        description="Per SLO of the config: the objective, the error budget left over the SLO "
+        "window, the burn rate over both windows of every alert pair, and which alerts fire, read "
+        "from Prometheus's HTTP API (the generated recording rules must be loaded). Exit 1 when "
+        "any budget is exhausted (a change-freeze gate), 2 when Prometheus cannot be read.")
+    _config_arg(st)
+    st.add_argument("--prometheus", default=os.environ.get("CRMPULSE_PROMETHEUS_URL",
+                                                           "http://127.0.0.1:9090"),
+                    help="Prometheus base URL (env CRMPULSE_PROMETHEUS_URL)")
+    st.add_argument("--compress", type=float, default=1.0, metavar="N",
+                    help="the --compress the rules were generated with (crmpulse stack)")
 
     p = verb("dashboards", "write the Grafana dashboards (overview, journeys, sync lag, load tests, "
              "exporter health) as JSON", cmd_dashboards)
@@ -564,6 +606,12 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("crmpulse: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`crmpulse alerts --explain | head`): stop quietly, as
+        # SIGPIPE stops C tools, and keep the interpreter's final flush from failing too
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except Exception as exc:  # a bug: one line by default, the traceback on request
         if os.environ.get("CRMPULSE_DEBUG"):
             import traceback
