@@ -312,6 +312,8 @@ def make_auth(target: Target, profile: Profile, extra_origins: Iterable[Origin] 
     for name, spec in target.credentials.items():
         provider.named[name] = _provider(spec, name, target, profile, origins)
     for name, credential in profile.credentials.items():
+        if target.is_anonymous:
+            break  # no credentials at all: an operation that needs one fails, unsent
         named = OperationTokenProvider(name, credential)
         named.origins = origins
         provider.named[name] = named

@@ -248,8 +248,8 @@ class Session:
         try:
             return self.credentials[auth]
         except KeyError:
-            raise OperationError(f"no credential named {auth!r} (target.credentials or the "
-                                 "profile's credentials)") from None
+            raise AuthError(f"needs credential {auth!r}, which this target does not have "
+                            "(an anonymous probe sends none)") from None
 
     def variables(self, extra: dict[str, Any]) -> dict[str, Any]:
         if not self.profile.variables and not self.target.variables:

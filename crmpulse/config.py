@@ -185,6 +185,7 @@ class Target(Model):
         {}, description="named credentials besides auth, each with its own token and renewal; "
         "a profile operation picks one with `auth: NAME`")
     _origins: frozenset[Origin] = PrivateAttr(frozenset())
+    _anonymous: bool = PrivateAttr(False)
 
     @model_validator(mode="before")
     @classmethod
@@ -244,8 +245,18 @@ class Target(Model):
         return copy
 
     def anonymous(self) -> Target:
-        """A copy that sends no credentials and no ``headers`` (``/probe`` of any target)."""
-        return self.model_copy(update={"auth": NoAuth(type="none"), "headers": {}})
+        """A copy that sends no credentials and no ``headers`` (``/probe`` of any target).
+
+        Named credentials go too, and ``is_anonymous`` tells crmpulse.auth not to fetch the
+        profile's own (an operation that needs one fails instead of being sent).
+        """
+        copy = self.model_copy(update={"auth": NoAuth(type="none"), "headers": {}, "credentials": {}})
+        copy._anonymous = True
+        return copy
+
+    @property
+    def is_anonymous(self) -> bool:
+        return self._anonymous
 
 
 # -- SLOs ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -336,3 +337,23 @@ def test_an_instance_url_on_the_targets_origin_moves_every_later_request_there(
     assert result.ok, result.message
     assert crm.stats()["requests"] - before == 1
     assert [seen[1] for seen in token_server.seen] == ["/token"]
+
+
+def test_an_any_target_probe_fetches_no_named_credential_and_sends_nothing_secret(
+        tmp_path: Path, crm: SandboxProcess, recorder: Recorder) -> None:
+    path = named_config(tmp_path, crm.url, "  whoami_session: {path: /api/v1/me, auth: session}\n")
+    path.write_text(path.read_text() + textwrap.dedent("""
+        probes:
+          checks:
+            - {name: open_session, kind: http, operation: whoami_session, interval: 1m, timeout: 5s,
+               any_target: true}
+        """))
+    exporter = ExporterProcess(path, env=SECRETS)
+    try:
+        elsewhere = httpx.get(exporter.url + "/probe", params={"target": recorder.url, "module": "open_session"})
+        home = httpx.get(exporter.url + "/probe", params={"target": crm.url, "module": "open_session"})
+    finally:
+        exporter.stop()
+    assert sample(parse_metrics(elsewhere.text), "probe_success") == 0
+    assert recorder.connections == 0  # no token fetch, no request: the secret in variables stays home
+    assert sample(parse_metrics(home.text), "probe_success") == 1
