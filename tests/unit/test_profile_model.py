@@ -244,3 +244,26 @@ def test_bad_profile_syntax_is_one_located_problem(tmp_path: Path, old: str, new
     assert PROFILE.count(old) == 1, old
     wanted = expected if isinstance(expected, list) else [expected]
     assert problems_of(tmp_path, PROFILE.replace(old, new)) == wanted
+
+
+def test_text_whose_optional_placeholders_are_all_missing_is_dropped() -> None:
+    template = {"bind": "/accounts({{ account_id? }})", "both": "{{ notes? }} {{ tags | join? }}",
+                "kept": "x={{ q }}-{{ z? }}"}
+    assert render(template, {"q": 1}) == {"kept": "x=1-"}
+    assert render(template, {"account_id": "g1", "tags": ["m"], "q": 1}) == {
+        "bind": "/accounts(g1)", "both": " m", "kept": "x=1-"}
+
+
+def test_a_cursor_in_a_json_body_moves_to_the_next_requests_body(tmp_path: Path) -> None:
+    text = PROFILE.replace("  search_contacts: {path: /search}",
+                           "  search_contacts: {method: POST, path: /search, json: {q: x, limit: 2},\n"
+                           "                    paginate: {style: cursor, items: $.results, next: $.after,"
+                           " param: after, in: json}}")
+    op = load_profile(str(write(tmp_path, text, "body.yaml"))).operation("search_contacts")
+    request = op.render("https://crm.example", {})
+    page = op.interpret(200, {}, b'{"results": [1, 2], "after": "2"}')
+    assert page.next_page is not None and op.paginate is not None
+    following = request.next(page.next_page, op.paginate)
+    assert (following.json, following.params) == ({"q": "x", "limit": 2, "after": "2"}, {})
+    last = op.interpret(200, {}, b'{"results": [3]}')
+    assert last.next_page is None
