@@ -21,10 +21,12 @@ sync path, webhooks, faults and access rules.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import random
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -79,6 +81,11 @@ class SandboxSettings:
     login_max_failures: int = 10
     login_window: float = 900.0
     login_lockout: float = 60.0
+
+
+@dataclass
+class Transaction:
+    rollback: bool = False
 
 
 @dataclass
@@ -166,6 +173,8 @@ class Sandbox:
         self.index.clear()
         self._index_everything()
         self.worker.skip_to(self.store.last_change())
+        self.worker.applied = 0
+        self.hooks.delivered = self.hooks.failed = 0
         self.stats = Stats()
 
     def healthy_faults(self) -> Faults:
@@ -212,11 +221,13 @@ class Sandbox:
         """A bearer token that exists from the start (a dialect adds its vendor's kinds)."""
         self.static_tokens[token] = replace(principal, token=token)
 
-    def issue_token(self, principal: Principal, ttl: float | None = None) -> dict[str, Any]:
+    def issue_token(self, principal: Principal, ttl: float | None = None,
+                    prefix: str = "") -> dict[str, Any]:
+        """A new access token for ``principal`` (``prefix`` shapes it like a vendor's)."""
         now = time.time()
         if len(self.tokens) > 10_000:
             self.tokens = {t: v for t, v in self.tokens.items() if v[1] > now}
-        token = secrets.token_urlsafe(24)
+        token = prefix + secrets.token_urlsafe(24)
         ttl = self.settings.token_ttl if ttl is None else ttl
         self.tokens[token] = (replace(principal, token=token), now + ttl)
         return {"access_token": token, "token_type": "Bearer",
@@ -358,6 +369,31 @@ class Sandbox:
         if table == "contacts":
             self.worker.notify()
         self.hooks.emit(table, op, record, tuple(c for c in changed if c not in _INTERNAL))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """Writes that all happen or none do; webhooks go out only once they have happened.
+
+            with sb.transaction() as tx:
+                ...
+                tx.rollback = True   # or raise: either undoes every write inside
+        """
+        tx = Transaction()
+        self.store.db.execute("BEGIN")
+        self.hooks.hold()
+        try:
+            yield tx
+        except BaseException:
+            self.store.db.execute("ROLLBACK")
+            self.hooks.drop()
+            raise
+        if tx.rollback:
+            self.store.db.execute("ROLLBACK")
+            self.hooks.drop()
+        else:
+            self.store.db.execute("COMMIT")
+            self.hooks.release()
+        self.worker.notify()
 
     def snapshot(self) -> dict[str, Any]:
         """What GET /admin/stats reports."""

@@ -131,6 +131,19 @@ class WebhookHub:
         self._workers = workers
         self._tasks: list[asyncio.Task[None]] = []
         self._client: httpx.AsyncClient | None = None
+        self._held: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] | None = None
+
+    def hold(self) -> None:
+        """Keep changes back until ``release`` (a transaction commits) or ``drop`` (it rolls back)."""
+        self._held = []
+
+    def release(self) -> None:
+        held, self._held = self._held or [], None
+        for change in held:
+            self.emit(*change)
+
+    def drop(self) -> None:
+        self._held = None
 
     def start(self) -> None:
         self._client = httpx.AsyncClient(timeout=5.0, trust_env=False)
@@ -164,6 +177,9 @@ class WebhookHub:
 
     def emit(self, table: str, op: str, record: dict[str, Any], changed: tuple[str, ...]) -> None:
         """Queue a change for every hook of the record's tenant that subscribes to it."""
+        if self._held is not None:
+            self._held.append((table, op, record, changed))
+            return
         occurred = time.time()
         for hook in list(self.hooks.values()):
             if hook.tenant != record.get("tenant_id"):
