@@ -26,7 +26,7 @@ import hmac
 import random
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -134,6 +134,7 @@ class Sandbox:
         self.static_tokens: dict[str, Principal] = {}
         self.revoked: set[str] = set()
         self.meters = Meters()
+        self.on_reset: list[Callable[[], None]] = []  # a dialect's own state to forget on reset
         self._add_static_tokens()
         self.stats = Stats()
 
@@ -175,6 +176,8 @@ class Sandbox:
         self.worker.skip_to(self.store.last_change())
         self.worker.applied = 0
         self.hooks.delivered = self.hooks.failed = 0
+        for forget in self.on_reset:
+            forget()
         self.stats = Stats()
 
     def healthy_faults(self) -> Faults:

@@ -116,6 +116,7 @@ class Meters:
         """What GET /admin/quota answers: the limits, and each counter's current amount."""
         usage: dict[str, dict[str, float]] = {}
         for (name, key), counter in sorted(self.counters.items()):
-            usage.setdefault(name, {})[key] = round(counter.total(), 3)
+            amount = round(counter.total(), 3)  # requests are whole; Dataverse's seconds are not
+            usage.setdefault(name, {})[key] = int(amount) if float(amount).is_integer() else amount
         return {"limits": self.limits.model_dump() if self.limits is not None else {},
                 "usage": usage, "in_flight": dict(self.in_flight)}

@@ -219,14 +219,16 @@ class Store:
         return [_row(r) for r in rows], total
 
     def find(self, table: str, where: str = "", args: list[Any] | tuple[Any, ...] = (),
-             order: str = "rowid", limit: int = -1, offset: int = 0) -> list[dict[str, Any]]:
-        """Rows matching an SQL condition the caller built from known columns and ``?`` args."""
+             order: str = "rowid", limit: int = -1, offset: int = 0, rowid: bool = False
+             ) -> list[dict[str, Any]]:
+        """Rows matching an SQL condition the caller built from known columns and ``?`` args
+        (with their ``_rowid`` when asked, for keyset paging)."""
         sql = f"SELECT rowid AS _rowid, * FROM {table}"
         if where:
             sql += f" WHERE {where}"
         rows = self.db.execute(f"{sql} ORDER BY {order} LIMIT ? OFFSET ?",
                                [*args, limit, offset]).fetchall()
-        return [_row(r) for r in rows]
+        return [{**_row(r), "_rowid": r["_rowid"]} if rowid else _row(r) for r in rows]
 
     def count_where(self, table: str, where: str = "", args: list[Any] | tuple[Any, ...] = ()) -> int:
         sql = f"SELECT COUNT(*) FROM {table}" + (f" WHERE {where}" if where else "")
