@@ -1,6 +1,12 @@
 """The layers every dialect's HTTP surface runs behind: faults, body limit, credentials, quota.
 
-    request -> FaultLayer -> BodyLimitLayer -> AuthLayer -> QuotaLayer -> the dialect's routes
+    request -> FaultLayer -> BodyLimitLayer -> AuthLayer -> QuotaLayer -> SlowLayer -> routes
+
+The fault knobs act at two places: at the edge (outage, rate limit, capacity: before
+credentials are even read, as a load balancer or gateway would refuse), and while the
+request is served (added latency, injected errors: after credentials and quotas, so a
+slow request holds its place in a vendor's concurrency and execution-time limits the
+way a slow server's requests do).
 
 A dialect describes itself with a ``Policy``: which of its paths are API, token,
 admin or public (``zone``), how its errors look (``ErrorStyle``), whose credentials
@@ -34,7 +40,7 @@ from .access import Principal
 from .engine import Sandbox
 
 __all__ = ["AuthLayer", "BodyLimitLayer", "ErrorStyle", "FaultLayer", "Meter", "Metered", "Policy",
-           "QuotaLayer", "Zone", "exception_handlers", "layers"]
+           "QuotaLayer", "SlowLayer", "Zone", "exception_handlers", "layers"]
 
 _ZONE_KEY = "crmpulse.sandbox.zone"
 _STARTED_KEY = "crmpulse.sandbox.started"
@@ -116,7 +122,8 @@ def layers(sandbox: Sandbox, policy: Policy) -> list[Middleware]:
     return [Middleware(FaultLayer, sandbox=sandbox, policy=policy),
             Middleware(BodyLimitLayer, sandbox=sandbox, policy=policy),
             Middleware(AuthLayer, sandbox=sandbox, policy=policy),
-            Middleware(QuotaLayer, sandbox=sandbox, policy=policy)]
+            Middleware(QuotaLayer, sandbox=sandbox, policy=policy),
+            Middleware(SlowLayer, sandbox=sandbox, policy=policy)]
 
 
 def exception_handlers(policy: Policy) -> dict[Any, Callable[..., Any]]:
@@ -141,11 +148,11 @@ def zone_of(scope: Scope, policy: Policy) -> Zone:
 
 
 class FaultLayer:
-    """Counts API and token requests and applies the request fault knobs to them.
+    """Counts API and token requests and applies the edge's fault knobs to them.
 
     In order: outage, rate limit (429 + Retry-After), capacity (wait for a service
-    slot, 503 when the queue is full), added latency and jitter, injected errors; all
-    only for paths under ``path_prefix``. Adds HSTS to answers over HTTPS.
+    slot, 503 when the queue is full); only for paths under ``path_prefix``. Adds HSTS to
+    answers over HTTPS. Latency and injected errors are the ``SlowLayer``'s.
     """
 
     def __init__(self, app: ASGIApp, sandbox: Sandbox, policy: Policy) -> None:
@@ -173,12 +180,6 @@ class FaultLayer:
                 refusal = errors.error(503, "overloaded",
                                        "the CRM is at capacity and its queue is full",
                                        {"Retry-After": "1"})
-            else:
-                if f.latency_ms or f.jitter_ms:
-                    await asyncio.sleep((f.latency_ms + random.uniform(0, f.jitter_ms)) / 1000)
-                if f.error_rate and random.random() < f.error_rate:
-                    sb.stats.injected_errors += 1
-                    refusal = errors.error(f.error_status, "internal_error", "injected error")
         if refusal is not None:
             await refusal(scope, receive, send)
             return
@@ -194,6 +195,29 @@ class FaultLayer:
                                                    b"max-age=31536000")]}
             await send(message)
         return sender
+
+
+class SlowLayer:
+    """Applies added latency and jitter, then injected errors, to API and token requests
+    under ``path_prefix``, once credentials and quotas have let them in."""
+
+    def __init__(self, app: ASGIApp, sandbox: Sandbox, policy: Policy) -> None:
+        self.app, self.sb, self.policy = app, sandbox, policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or zone_of(scope, self.policy) not in (Zone.API, Zone.TOKEN):
+            await self.app(scope, receive, send)
+            return
+        f = self.sb.faults
+        if f.applies_to(scope["path"]):
+            if f.latency_ms or f.jitter_ms:
+                await asyncio.sleep((f.latency_ms + random.uniform(0, f.jitter_ms)) / 1000)
+            if f.error_rate and random.random() < f.error_rate:
+                self.sb.stats.injected_errors += 1
+                await self.policy.errors.error(f.error_status, "internal_error", "injected error"
+                                               )(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyTooLarge(Exception):
@@ -293,9 +317,10 @@ class QuotaLayer:
     """Meters authenticated API requests with the dialect's ``Meter``.
 
     It runs after credentials (quotas belong to a tenant, an app or a user) and inside
-    the fault layer, so a request an injected fault refused is not counted; the time a
-    request spent in the fault layer (added latency, a wait for capacity) counts toward
-    its execution time.
+    the edge's fault layer, so a request an outage or the capacity queue refused is not
+    counted; the time a request spends waiting for capacity and in the ``SlowLayer``
+    (added latency) counts toward its execution time, and it holds its place among the
+    requests in flight meanwhile.
     """
 
     def __init__(self, app: ASGIApp, sandbox: Sandbox, policy: Policy) -> None:

@@ -123,6 +123,9 @@ def authenticator(sb: Sandbox) -> Callable[[Headers], Principal | None]:
         if scheme.lower() not in ("bearer", "oauth") or not value:
             return None
         principal = sb.bearer_principal(value)
+        if principal is not None and principal.via not in ("client_credentials", "password",
+                                                           "integration_token", "outbound_message"):
+            return None  # the native dialect's personal tokens are no Salesforce sessions
         if principal is not None and value in sb.tokens:  # sessions expire after inactivity
             sb.tokens[value] = (sb.tokens[value][0], time.time() + sb.settings.token_ttl)
         return principal
