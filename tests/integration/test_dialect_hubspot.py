@@ -482,6 +482,16 @@ def test_the_shared_fault_knobs_act_behind_the_hubspot_api(hs: SandboxProcess) -
         hs.faults(rate_limit_rps=0, latency_ms=250)
         start = time.monotonic()
         assert api.get("/crm/v3/objects/contacts").status_code == 200 and time.monotonic() - start >= 0.25
+        hs.faults(latency_ms=0, capacity_rps=0.2, capacity_queue=1)
+        results: list[httpx.Response] = []
+        threads = [threading.Thread(target=lambda: results.append(api.get("/crm/v3/objects/contacts")))
+                   for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=20)
+        assert 200 in [r.status_code for r in results]
+        failure(next(r for r in results if r.status_code == 503), 503, None)
 
 
 def test_another_account_sees_nothing_of_this_one_on_any_read_path(hs: SandboxProcess) -> None:
