@@ -117,7 +117,7 @@ class Hook:
         out = {"id": self.id, "url": self.url, "events": self.events, "created_at": self.created_at}
         if self.kind != "native":
             out.update({"kind": self.kind, "tenant": self.tenant,
-                        **{k: v for k, v in self.options.items() if k not in ("secret", "value")}})
+                        **{k: v for k, v in self.options.items() if k not in ("secret", "value", "session")}})
         return out
 
 

@@ -75,14 +75,23 @@ def _escape_like(text: str) -> str:
 
 
 def to_sql(node: Node, obj: ObjectMap, literal: Literal) -> tuple[str, list[Any]]:
-    """SQL for the store (column names resolved through ``obj``) and its ``?`` arguments."""
+    """SQL for the store (column names resolved through ``obj``) and its ``?`` arguments.
+
+    Every comparison is two-valued (a comparison with an empty field is false, never SQL's
+    unknown), so ``NOT`` means what it means in Python's ``matches`` and in the vendors'.
+    """
+    if isinstance(node, Cmp):
+        sql, args = _compare(node, obj, literal)
+        return f"coalesce({sql}, 0)", args
     if isinstance(node, And | Or):
         parts = [to_sql(p, obj, literal) for p in node.parts]
         glue = " AND " if isinstance(node, And) else " OR "
         return "(" + glue.join(s for s, _ in parts) + ")", [a for _, args in parts for a in args]
-    if isinstance(node, Not):
-        sql, args = to_sql(node.part, obj, literal)
-        return f"NOT {sql}", args
+    sql, args = to_sql(node.part, obj, literal)
+    return f"NOT {sql}", args
+
+
+def _compare(node: Cmp, obj: ObjectMap, literal: Literal) -> tuple[str, list[Any]]:
     found = _field(obj, node)
     expr = found.sql
     text = found.kind in ("string", "id", "ref", "owner")

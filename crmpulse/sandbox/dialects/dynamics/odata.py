@@ -53,8 +53,9 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if match is None:
-            if text[pos] == "'":
-                raise ODataError(f"There is an unterminated literal at position {pos} in '{text[:200]}'.")
+            if text[pos] == "'":  # OData's lexer reports where it ran out of text for the end
+                raise ODataError(f"There is an unterminated literal at position {len(text)} in "
+                                 f"'{text[:200]}'.")
             raise ODataError(f"Syntax error at position {pos} in '{text[:200]}'.")
         if match.lastgroup != "ws":
             out.append((match.lastgroup or "", match.group(), pos))

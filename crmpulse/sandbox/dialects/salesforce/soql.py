@@ -88,6 +88,7 @@ _TOKEN = re.compile(r"""
   | (?P<name>[A-Za-z_][A-Za-z0-9_.]*)
 """, re.VERBOSE)
 
+_KEYWORDS = {"SELECT", "FROM", "WHERE", "ORDER", "BY", "LIMIT", "OFFSET", "AND", "OR", "NOT", "IN", "LIKE"}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "'": "'", '"': '"', "\\": "\\",
             "%": "\\%", "_": "\\_"}  # \% and \_ stay escaped: they are literal only inside LIKE
 
@@ -181,6 +182,13 @@ class _Parser:
             found = token.text if token else "end of query"
             raise self.fail(f"unexpected token: '{found}' (expected {what})", token)
         return self.take()
+
+    def field(self) -> Token:
+        """A field name: a name that is not a clause's keyword."""
+        token = self.peek()
+        if token is not None and token.kind == "name" and token.upper in _KEYWORDS:
+            raise self.fail(f"unexpected token: '{token.text}' (expected a field name)", token)
+        return self.name("a field name")
 
     def integer(self, what: str) -> int:
         token = self.peek()
@@ -303,10 +311,10 @@ def parse_soql(text: str) -> Select:
         p.expect(")")
         count = True
     else:
-        fields.append(p.name("a field name").text)
+        fields.append(p.field().text)
         while (token := p.peek()) is not None and token.text == ",":
             p.take()
-            fields.append(p.name("a field name").text)
+            fields.append(p.field().text)
     p.expect_keyword("FROM")
     sobject = p.name("an object name").text
     query = Select(fields, count, sobject)
