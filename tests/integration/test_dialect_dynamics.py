@@ -505,3 +505,12 @@ def test_the_password_grant_locks_the_canary_as_smart_lockout_does(dv: SandboxPr
     for _ in range(5):
         token_request(dv, **form, password="guess")
     assert token_request(dv, **form, password="canary-password").status_code == 200
+
+
+def test_the_marker_column_finds_every_row_a_run_created(dv: SandboxProcess) -> None:
+    run = f"run-{uuid.uuid4().hex[:8]}"
+    with client(dv) as api:
+        contact = new_contact(api, crmpulse_run=run)
+        new_contact(api)
+        found = api.get("/contacts", params={"$filter": f"crmpulse_run eq '{run}'", "$select": "crmpulse_run"}).json()
+        assert [(r["contactid"], r["crmpulse_run"]) for r in found["value"]] == [(contact, run)]

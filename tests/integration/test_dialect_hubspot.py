@@ -557,3 +557,17 @@ def test_a_revoked_private_app_token_stops_working_unless_revocation_is_ignored(
             hs.faults(ignore_revocation=True)
             assert api.get("/crm/v3/objects/contacts").status_code == 200
             hs.faults(ignore_revocation=False)
+
+
+def test_the_marker_property_finds_every_record_a_run_created(hs: SandboxProcess) -> None:
+    hs.admin.put("/admin/quota", json={"search_per_second": 1000})
+    run = f"run-{uuid.uuid4().hex[:8]}"
+    with client(hs) as api:
+        contact = new_contact(api, crmpulse_run=run)
+        deal = api.post("/crm/v3/objects/deals", json={"properties": {"dealname": "Marked", "dealstage": "closedwon",
+                                                                      "crmpulse_run": run}}).json()
+        new_contact(api)
+        wait_found(api, contact["properties"]["email"])
+        for kind, made in (("contacts", contact), ("deals", deal)):
+            found = search(api, kind, **eq("crmpulse_run", run), properties=["crmpulse_run"]).json()
+            assert [(r["id"], r["properties"]["crmpulse_run"]) for r in found["results"]] == [(made["id"], run)]

@@ -582,3 +582,14 @@ def test_the_password_flow_locks_the_canary_after_repeated_failures(sf: SandboxP
     for _ in range(5):
         httpx.post(url, data={**grant, "password": "guess"})
     assert httpx.post(url, data={**grant, "password": "canary-password"}).status_code == 200
+
+
+def test_the_marker_field_finds_every_record_a_run_created(sf: SandboxProcess) -> None:
+    run = f"run-{uuid.uuid4().hex[:8]}"
+    with api(sf) as client:
+        contact = new_contact(client, Crmpulse_Run__c=run)
+        account = client.post("/sobjects/Account", json={"Name": "Marked", "Crmpulse_Run__c": run}).json()["id"]
+        new_contact(client)  # not marked
+        assert [r["Id"] for r in soql(client, f"SELECT Id FROM Contact WHERE Crmpulse_Run__c = '{run}'").json()["records"]] == [contact]
+        assert soql(client, f"SELECT Id, Crmpulse_Run__c FROM Account WHERE Crmpulse_Run__c LIKE 'run-%'").json()["records"][0] \
+            == {"attributes": {"type": "Account", "url": f"{V}/sobjects/Account/{account}"}, "Id": account, "Crmpulse_Run__c": run}

@@ -117,6 +117,13 @@ class ObjectMap:
     case_insensitive: bool = True
     member: Callable[[Mapping[str, Any]], bool] = lambda record: True  # the ``where`` in Python
 
+    @property
+    def key(self) -> Field:
+        """The field that is the record's id."""
+        found = self.field(self.id_field)
+        assert found is not None, self.id_field
+        return found
+
     def field(self, name: str) -> Field | None:
         for candidate in self.fields:
             if candidate.name == name or (self.case_insensitive and candidate.name.lower() == name.lower()):

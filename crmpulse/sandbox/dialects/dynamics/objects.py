@@ -87,9 +87,15 @@ def version(record: Mapping[str, Any]) -> int:
     return int(moment.timestamp() * 1_000_000) % 10**12
 
 
+# The custom column a preset's setup guide asks for, on every table: marks what a probe or
+# load test created, so that a sweep can find it (a single line of text).
+MARKER = Field("crmpulse_run", max_length=100)
+
+
 def _system(table: str, key: str) -> tuple[Field, ...]:
     return (
         Field(key, "id", "id", ref=table, writable=False),
+        MARKER,
         Field("_ownerid_value", "owner_id", "owner", writable=False),
         Field("createdon", "created_at", "datetime", writable=False),
         Field("modifiedon", kind="datetime", writable=False,

@@ -119,7 +119,7 @@ class WebApi:
         chosen = fields if fields is not None else [f for f in obj.fields if self.shown(f)]
         for f in chosen:
             out[f.name] = to_wire(f, f.get(record), self.sb.users_by_id)
-        key = obj.fields[0]
+        key = obj.key
         out[key.name] = to_wire(key, record["id"], self.sb.users_by_id)  # the key is always there
         return out
 
@@ -144,7 +144,7 @@ class WebApi:
         owner = self.sb.users_by_id.get(record.get("owner_id") or "")
         return Failed(dv_error(403, "0x80048306", (
             f"SecLib::AccessCheckEx failed. Returned hr = -2147187962, ObjectID: "
-            f"{to_wire(obj.fields[0], record['id'], {})}, OwnerId: {user_guid(owner) if owner else ''},  "
+            f"{to_wire(obj.key, record['id'], {})}, OwnerId: {user_guid(owner) if owner else ''},  "
             f"OwnerIdType: 8 and CallingUser: {user_guid(who.user)}. ObjectTypeCode: {OTC[obj.name]}, "
             f"objectBusinessUnitId: {business_unit(str(record.get('tenant_id')))}, AccessRights: {right} ")))
 
@@ -316,7 +316,7 @@ class WebApi:
         shown = rows[:limit]
         body["value"] = [self.row(obj, r, fields) for r in shown]
         if len(rows) > limit and top is None:
-            key = obj.fields[0]
+            key = obj.key
             first, last = (to_wire(key, shown[i]["id"], {}) for i in (0, -1))
             kept = [(k, v) for k, v in params.multi_items() if k != "$skiptoken"]
             query = urlencode(kept, safe="$,'()/: ")
@@ -509,7 +509,7 @@ class WebApi:
         return self.written(obj, request, record, created=True)
 
     def written(self, obj: ObjectMap, request: Request, record: dict[str, Any], created: bool) -> Response:
-        key = to_wire(obj.fields[0], record["id"], {})
+        key = to_wire(obj.key, record["id"], {})
         location = f"{self.base(request)}/{obj.name}({key})"
         if prefers(request).get("return") == "representation":
             fields = self.select(obj, request)

@@ -53,7 +53,7 @@ def render(sb: Sandbox) -> Any:
                 MESSAGES[op] not in hook.events:
             return []
         logical, message = LOGICAL[obj.name], MESSAGES[op]
-        key = to_wire(obj.fields[0], record["id"], {})
+        key = to_wire(obj.key, record["id"], {})
         exposed = sb.access.exposed()
         attributes: list[dict[str, Any]] = []
         for f in obj.fields:

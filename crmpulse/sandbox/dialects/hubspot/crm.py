@@ -145,7 +145,7 @@ class Crm:
             value = to_wire(f, f.get(record), self.sb.users_by_id)
             if value is not None:
                 properties[f.name] = value
-        out: dict[str, Any] = {"id": to_wire(obj.fields[0], record["id"], self.sb.users_by_id),
+        out: dict[str, Any] = {"id": to_wire(obj.key, record["id"], self.sb.users_by_id),
                                "properties": properties, "createdAt": iso(record.get("created_at")),
                                "updatedAt": iso(record.get("updated_at") or record.get("created_at")),
                                "archived": archived_at is not None}
@@ -180,7 +180,7 @@ class Crm:
                     break
             if obj.name == "leads" and target.name == "contacts":
                 ids = [c for c in [(record.get("extra") or {}).get("contact")] if c]
-        return [{"id": to_wire(target.fields[0], i, self.sb.users_by_id) or "", "type": label}
+        return [{"id": to_wire(target.key, i, self.sb.users_by_id) or "", "type": label}
                 for i in dict.fromkeys(ids)]
 
     def properties_param(self, request: Request) -> list[str] | None:
@@ -329,7 +329,7 @@ class Crm:
                                   + (" AND id <> ?" if record_id else ""),
                                   [email, who.user.tenant, *([record_id] if record_id else [])], limit=1)
         if rows:
-            existing = to_wire(obj.fields[0], rows[0]["id"], {})
+            existing = to_wire(obj.key, rows[0]["id"], {})
             raise Failed(hs_error(409, f"Contact already exists. Existing ID: {existing}",
                                   "CONFLICT"))
 
@@ -418,7 +418,7 @@ class Crm:
                                 if a.strip()][:10]
                 if request.query_params.get("archived") == "true":
                     for kept in self.archive.get((obj.name, who.user.tenant), ()):
-                        if to_wire(obj.fields[0], kept["id"], {}) == raw_id:
+                        if to_wire(obj.key, kept["id"], {}) == raw_id:
                             return ok(self.render(obj, kept, props, associations, kept["archivedAt"]))
                     raise not_found()
                 return ok(self.render(obj, self.lookup(obj, raw_id, who, request), props, associations))

@@ -76,8 +76,14 @@ def to_wire(field: Field, value: Any, users: Mapping[str, User]) -> str | None:
     return str(value)
 
 
+# The custom property a preset's setup guide asks for, on every object: marks what a probe
+# or load test created, so that a sweep can find it (a single-line text property).
+MARKER = Field("crmpulse_run")
+
+
 def _system(table: str, created: str, modified: str) -> tuple[Field, ...]:
     return (
+        MARKER,
         Field("hs_object_id", "id", "id", ref=table, writable=False),
         Field(created, "created_at", "datetime", writable=False),
         Field(modified, kind="datetime", writable=False,

@@ -60,7 +60,7 @@ def render(sb: Sandbox) -> Any:
         now = int(time.time() * 1000)
         base = {"subscriptionId": hook.options["subscription"], "portalId": portal_id(record["tenant_id"]),
                 "appId": OAUTH_APP_ID, "occurredAt": now, "attemptNumber": 0,
-                "objectId": int(to_wire(obj.fields[0], record["id"], {}) or 0), "changeSource": "CRM"}
+                "objectId": int(to_wire(obj.key, record["id"], {}) or 0), "changeSource": "CRM"}
         events: list[dict[str, Any]] = []
         if op == "created" and f"{kind}.creation" in hook.events:
             events.append({**base, "subscriptionType": f"{kind}.creation", "changeFlag": "NEW"})

@@ -88,6 +88,11 @@ def _name(record: Mapping[str, Any]) -> str:
 NAME_SQL = "trim(coalesce(first_name, '') || ' ' || coalesce(last_name, ''))"
 
 
+# The custom field a preset's setup guide asks for, on every object: marks what a probe or
+# load test created, so that a sweep can find it (Text(255), filterable).
+MARKER = Field("Crmpulse_Run__c", max_length=255)
+
+
 def _system(table: str) -> tuple[Field, ...]:
     return (
         Field("Id", "id", "id", ref=table, writable=False),
@@ -104,6 +109,7 @@ def _system(table: str) -> tuple[Field, ...]:
               sql_expr="owner_id"),
         Field("LastModifiedById", kind="owner", writable=False, getter=lambda r: r.get("owner_id"),
               sql_expr="owner_id"),
+        MARKER,
     )
 
 

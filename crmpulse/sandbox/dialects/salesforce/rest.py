@@ -167,7 +167,7 @@ class Rest:
 
     def render(self, obj: ObjectMap, record: Mapping[str, Any], call: Call,
                fields: list[Field] | None = None) -> dict[str, Any]:
-        sf_id = to_wire(obj.fields[0], record["id"], self.sb.users_by_id)  # fields[0] is Id
+        sf_id = to_wire(obj.key, record["id"], self.sb.users_by_id)
         out: dict[str, Any] = {"attributes": {
             "type": obj.name, "url": f"/services/data/v{call.version}/sobjects/{obj.name}/{sf_id}"}}
         for f in fields if fields is not None else obj.fields:
@@ -246,7 +246,7 @@ class Rest:
             stored["occurred_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         owner = self.sb.users_by_id.get(values.get("OwnerId", ""), call.principal.user)
         record = self.sb.create(obj.table, stored, owner)
-        sf_id = to_wire(obj.fields[0], record["id"], self.sb.users_by_id)
+        sf_id = to_wire(obj.key, record["id"], self.sb.users_by_id)
         return Result(201, {"id": sf_id, "success": True, "errors": []},
                       {"Location": f"/services/data/v{call.version}/sobjects/{obj.name}/{sf_id}"})
 
