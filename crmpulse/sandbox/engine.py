@@ -42,8 +42,8 @@ from .webhooks import WebhookHub
 __all__ = ["DIALECTS", "SINGULAR", "Sandbox", "SandboxSettings", "Stats"]
 
 DIALECTS = ("native", "salesforce", "hubspot", "dynamics")
-# Columns the native API never shows: who owns a record, the vendor dialects' own fields,
-# and the sensitive personal data only the exposure knobs reveal.
+# Columns the native API never shows: who owns a record and in which tenant, and the vendor
+# dialects' own fields. (Sensitive personal data is hidden too, unless a knob exposes it.)
 _INTERNAL = frozenset({"owner_id", "tenant_id", "extra"})
 
 
@@ -257,9 +257,6 @@ class Sandbox:
                 return principal if self._honoured(known) else None
         return None
 
-    def personal_token_principal(self, token: str) -> Principal | None:
-        return self.static_principal(token)
-
     def bearer_principal(self, token: str) -> Principal | None:
         return self.token_principal(token) or self.static_principal(token)
 
@@ -296,17 +293,11 @@ class Sandbox:
         self.logins.succeeded(login)
         return user
 
-    def user_ok(self, username: str, password: str) -> bool:
-        return self.password_user(username, password) is not None
-
     def client_user(self, client_id: str, secret: str) -> User | None:
         entry = self.settings.clients.get(client_id)
         if entry is None or not _same(secret, entry[0]):
             return None
         return self.users[entry[1].lower()]
-
-    def client_ok(self, client_id: str, secret: str) -> bool:
-        return self.client_user(client_id, secret) is not None
 
     def is_client(self, client_id: str) -> bool:
         return client_id in self.settings.clients

@@ -591,5 +591,5 @@ def test_the_marker_field_finds_every_record_a_run_created(sf: SandboxProcess) -
         account = client.post("/sobjects/Account", json={"Name": "Marked", "Crmpulse_Run__c": run}).json()["id"]
         new_contact(client)  # not marked
         assert [r["Id"] for r in soql(client, f"SELECT Id FROM Contact WHERE Crmpulse_Run__c = '{run}'").json()["records"]] == [contact]
-        assert soql(client, f"SELECT Id, Crmpulse_Run__c FROM Account WHERE Crmpulse_Run__c LIKE 'run-%'").json()["records"][0] \
+        assert soql(client, "SELECT Id, Crmpulse_Run__c FROM Account WHERE Crmpulse_Run__c LIKE 'run-%'").json()["records"][0] \
             == {"attributes": {"type": "Account", "url": f"{V}/sobjects/Account/{account}"}, "Id": account, "Crmpulse_Run__c": run}
