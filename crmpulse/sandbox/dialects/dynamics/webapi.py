@@ -171,6 +171,9 @@ class WebApi:
             if unknown:
                 raise bad_query(f"The query parameter {unknown[0][:40]} is not supported")
             if path == "":
+                if request.method not in ("GET", "HEAD"):
+                    return dv_error(405, "0x80060888", f"The requested resource does not support http method "
+                                    f"'{request.method}'.")
                 return self.service_document(request)
             if path in ("WhoAmI", "WhoAmI()"):
                 if request.method != "GET":
