@@ -142,14 +142,15 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         print("crmpulse: --tls-cert and --tls-key go together", file=sys.stderr)
         return EXIT_USAGE
     settings = SandboxSettings(db=args.db, seed=args.seed, sync_lag_ms=args.sync_lag * 1000,
-                               token_ttl=args.token_ttl, admin_token=args.admin_token)
+                               token_ttl=args.token_ttl, admin_token=args.admin_token,
+                               dialect=args.dialect)
     try:
         server = SandboxServer(settings, host=args.host, port=args.port,
                                ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key)
     except OSError as exc:
         print(f"crmpulse: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"Sandbox CRM on {server.url} ({args.seed} seeded contacts, db {args.db}, "
+    print(f"Sandbox CRM on {server.url} ({args.dialect} API, {args.seed} seeded contacts, db {args.db}, "
           f"sync lag {args.sync_lag * 1000:g} ms). Test credentials: docs/sandbox.md. Ctrl-C stops.",
           flush=True)
     server.serve_forever()
@@ -540,6 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
                    default=int(os.environ.get("CRMPULSE_SANDBOX_PORT", DEFAULT_SANDBOX_PORT)),
                    help="port, 0 for any free one (env CRMPULSE_SANDBOX_PORT)")
     p.add_argument("--db", default=":memory:", help="SQLite file, or :memory:")
+    p.add_argument("--dialect", choices=("native", "salesforce", "hubspot", "dynamics"),
+                   default="native", help="whose API to serve (docs/sandbox.md)")
     p.add_argument("--seed", type=int, default=200, help="realistic contacts to create at start")
     p.add_argument("--sync-lag", type=_duration, default="500ms", metavar="DURATION",
                    help="delay before a change reaches the search index")
