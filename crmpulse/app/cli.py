@@ -213,10 +213,74 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
 
     from ..config import load_config
 
+    for name in ("users", "rate"):
+        if getattr(args, name) <= 0:
+            print(f"crmpulse: --{name} must be a positive multiplier, got {getattr(args, name):g}",
+                  file=sys.stderr)
+            return EXIT_USAGE
+    if args.worker and args.master:
+        print("crmpulse: --master and --worker exclude each other", file=sys.stderr)
+        return EXIT_USAGE
     loaded = load_config(args.config)
     return run_loadtest(loaded, args.config, dry_run=args.dry_run, workers=args.workers,
                         report_dir=args.report_dir, web=args.web,
-                        metrics_listen=args.metrics_listen, extra=args.locust_args)
+                        metrics_listen=args.metrics_listen, extra=args.locust_args,
+                        duration=args.duration, users=args.users, rate=args.rate,
+                        master=args.master, worker=args.worker, master_host=args.master_host,
+                        master_port=args.master_port, expect_workers=args.expect_workers)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from ..client import Client
+    from ..config import load_config
+    from ..markers import (
+        family_marker,
+        loadtest_targets,
+        run_marker,
+        sweep,
+        sync_targets,
+    )
+
+    loaded = load_config(args.config)
+    target_name = loaded.target.name
+    if args.run:
+        try:
+            wanted = run_marker(target_name, args.run)
+        except ValueError as exc:
+            print(f"crmpulse: --run: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        targets = loadtest_targets(loaded, wanted, lambda found: wanted in found)
+    else:
+        family = family_marker(target_name)
+        targets = loadtest_targets(loaded, family, lambda found: any(
+            m.kind == "lt" and m.target == target_name for m in found))
+        targets += sync_targets(loaded)
+    if not targets:
+        print(f"crmpulse: profile {loaded.profile.name} has no sweep section and no sync pairs are "
+              "configured: nothing tells crmpulse how to list marked records", file=sys.stderr)
+        return EXIT_FAILED
+    failed = False
+    verb = "would delete" if args.dry_run else "deleted"
+    with Client(loaded) as client:
+        from crmpulse.loadtests.cleanup import call_retrying
+
+        call = call_retrying(client)
+        variables = client.session.variables({})
+        for target in targets:
+            result = sweep(call, target, variables, dry_run=args.dry_run,
+                           older_than=args.older_than or 0.0)
+            count = result.matched if args.dry_run else result.deleted
+            line = (f"{target.label}: listed {result.listed}, marked {result.matched + result.skipped_young}"
+                    f", {verb} {count}")
+            if result.skipped_young:
+                line += f", kept {result.skipped_young} younger than --older-than"
+            if result.failed:
+                line += f", FAILED {result.failed}"
+            print(line)
+            for error in result.errors[:3]:
+                print(f"  {error}")
+            failed = failed or bool(result.errors) or result.failed > 0
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
@@ -333,8 +397,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-listen", default=None,
                    help="host:port for live Prometheus metrics (default: loadtest.metrics_listen, "
                    "127.0.0.1:9688; 'off' disables)")
+    p.add_argument("--duration", type=_duration, default=None, metavar="DURATION",
+                   help="stretch the configured shape to this length (e.g. 2m); default: the shape's")
+    p.add_argument("--users", type=float, default=1.0, metavar="MULTIPLIER",
+                   help="multiply every stage's users (within target.safety.max_users)")
+    p.add_argument("--rate", type=float, default=1.0, metavar="MULTIPLIER",
+                   help="multiply every stage's target rate (within target.safety.max_rps)")
+    p.add_argument("--master", action="store_true",
+                   help="run Locust's master of a distributed run; workers join with --worker")
+    p.add_argument("--expect-workers", type=int, default=1, metavar="N",
+                   help="with --master: start when N workers have joined")
+    p.add_argument("--worker", action="store_true",
+                   help="run a Locust worker that joins the master at --master-host")
+    p.add_argument("--master-host", default="127.0.0.1", help="with --worker: the master's host")
+    p.add_argument("--master-port", type=int, default=5557,
+                   help="the master's port (with --master: the one it binds)")
     p.add_argument("locust_args", nargs="*", metavar="-- LOCUST_ARGS",
-                   help="extra Locust options after --")
+                   help="extra Locust options after -- (options the shape or crmpulse decide, such "
+                   "as --run-time, are refused)")
+
+    p = verb("sweep", "find and delete every record crmpulse left on the target: load tests of any "
+             "run and sync probes (exact marker match only); exit 1 if one could not be deleted",
+             cmd_sweep)
+    _config_arg(p)
+    p.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    p.add_argument("--older-than", type=_duration, default=None, metavar="DURATION",
+                   help="only records created longer ago than this (e.g. 1h)")
+    p.add_argument("--run", default=None, metavar="RUN_ID",
+                   help="only the records of this load-test run (its id, e.g. 20261129t101500-3f9a1c)")
 
     p = verb("alerts", "generate Prometheus rules (SLO burn rates, companions), their promtool "
              "tests, Grafana alert rules and an Alertmanager example", cmd_alerts)
