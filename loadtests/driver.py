@@ -139,7 +139,8 @@ class CRMUser(FastHttpUser):
             ok, message = self.session.verdict
             if status == 429:
                 response.failure(f"throttled (429) on {request.operation}")
-                self.loadrun.throttled[request.operation] = self.loadrun.throttled.get(request.operation, 0) + 1
+                throttled = self.loadrun.throttled
+                throttled[request.operation] = throttled.get(request.operation, 0) + 1
                 ok = False
             elif ok:
                 response.success()

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.event
 from locust.runners import MasterRunner, WorkerRunner
 
 from crmpulse import ConfigError, LoadedConfig, load_config
@@ -138,7 +139,8 @@ class LoadRun:
         self.throttled: dict[str, int] = {}
         self.throttled_total: dict[str, int] = {}
         self.totals = CleanupTotals()
-        self.cleaned = False
+        self.cleanup_started = False
+        self.cleanup_done = gevent.event.Event()
         # the run's state, on the master (or the only process)
         self.state: dict[str, Any] = {"users": 0, "target_rps": 0.0, "achieved_rps": 0.0,
                                       "running": 0, "gates_passing": True, "paced": False}
@@ -190,6 +192,7 @@ class LoadRun:
         if self.is_worker:
             events.report_to_master.add_listener(self.on_report_to_master)
             self.runner.register_message("crmpulse_rate", self.on_rate)
+            self.runner.register_message("crmpulse_stop", self.on_stop_message)
         else:
             if self.is_master:
                 events.worker_report.add_listener(self.on_worker_report)
@@ -422,29 +425,61 @@ class LoadRun:
         self.runner.quit()
 
     def stop(self, why: str) -> None:
-        """End the run: stop users, collect every process's cleanup, then quit Locust."""
+        """End the run: Locust stops the users, every process cleans up, then Locust quits."""
         if self.stopping:
             return
         self.stopping = why
-        gevent.spawn(self._stop_sequence)
+        shape = self.environment.shape_class
+        if isinstance(shape, CRMShape) and self.runner.shape_greenlet is not None:
+            # Locust's own path (the shape's end) stops and quits with one greenlet; killing
+            # the shape from here would race Locust's main greenlet into quitting early
+            shape.finish_now = True
+            gevent.spawn_later(3 * TICK, self._quit_if_stuck)
+        else:
+            gevent.spawn(self._end)
 
-    def _stop_sequence(self) -> None:
-        if self.is_master:
-            self.runner.stop()  # workers stop their users and send their cleanup reports
-            deadline = time.monotonic() + WORKER_REPORT_DEADLINE
-            while self._awaited_reports() and time.monotonic() < deadline:
-                gevent.sleep(0.2)
-            # a worker's report always precedes its "stopped" message: one that left
-            # without a report died, and the sweep by marker covers what it created
-            lost = self.workers_seen - self.reports_from
-            if lost:
-                self.note(f"no cleanup report from {len(lost)} worker(s): the sweep by marker "
-                          "covers their records, their last seconds of latencies are missing")
+    def _quit_if_stuck(self) -> None:
+        """The shape's greenlet is blocked in a long ramp-up: stop from here instead."""
+        from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING
+
+        if self.runner.state not in (STATE_STOPPING, STATE_STOPPED, STATE_CLEANUP):
+            self._end()
+
+    def _end(self) -> None:
         if self.stopping == "completed" and not self.environment.parsed_options.headless:
-            if not self.is_master:
-                self.runner.stop()
-            return  # the web UI stays up; the report is written when Locust quits
-        self.runner.quit()
+            self.runner.stop()  # the web UI stays up; the report comes at quit
+        else:
+            self.runner.quit()
+
+    def on_test_stop(self, environment: Any, **_: Any) -> None:
+        """Users have stopped: clean up (a worker: and report), or collect the workers' reports.
+
+        Locust may call this more than once as it stops and quits (from the shape's end,
+        a "last worker quit", a signal): the first call does the work, later ones wait for
+        it, so nothing quits while records are still being deleted.
+        """
+        if self.cleanup_started:
+            self.cleanup_done.wait(CLEANUP_DEADLINE + WORKER_REPORT_DEADLINE)
+            return
+        self.cleanup_started = True
+        try:
+            if self.is_master:
+                self._collect_worker_reports()
+            else:
+                self._clean_up()
+        finally:
+            self.cleanup_done.set()
+
+    def _collect_worker_reports(self) -> None:
+        for client_id in list(self.runner.clients.keys()):  # a quit does not tell workers to stop
+            self.runner.send_message("crmpulse_stop", None, client_id)
+        deadline = time.monotonic() + WORKER_REPORT_DEADLINE
+        while self._awaited_reports() and time.monotonic() < deadline:
+            gevent.sleep(0.2)
+        lost = self.workers_seen - self.reports_from
+        if lost:
+            self.note(f"no cleanup report from {len(lost)} worker(s): the sweep by marker "
+                      "deletes their records; their last seconds of latencies are missing")
 
     def _awaited_reports(self) -> set[str]:
         from locust.runners import STATE_MISSING
@@ -453,11 +488,18 @@ class LoadRun:
         return {c for c in self.workers_seen - self.reports_from
                 if c in clients and clients[c].state != STATE_MISSING}
 
-    def on_test_stop(self, environment: Any, **_: Any) -> None:
-        if self.is_master or self.cleaned:
-            return
-        self.cleaned = True
-        counts = clean_sessions(self.loaded, self.sessions, deadline=time.monotonic() + CLEANUP_DEADLINE)
+    def on_stop_message(self, msg: Any, **_: Any) -> None:
+        gevent.spawn(self.runner.stop)  # fires test_stop: clean up and report
+
+    def _clean_up(self) -> None:
+        try:
+            counts = clean_sessions(self.loaded, self.sessions,
+                                    deadline=time.monotonic() + CLEANUP_DEADLINE)
+        except Exception as exc:  # report what is known: the master's sweep deletes the rest
+            print(f"crmpulse: cleanup failed: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+            counts = {"created": sum(s.ledger.report.created for s in self.sessions),
+                      "deleted": sum(s.ledger.report.deleted for s in self.sessions),
+                      "failed": sum(len(s.ledger.pending) for s in self.sessions)}
         self.sessions.clear()
         if self.is_worker:
             self.runner.send_message("crmpulse_cleanup", {
@@ -469,6 +511,7 @@ class LoadRun:
     def on_quitting(self, environment: Any, **_: Any) -> None:
         if self.is_worker or not self.started or self.finished:
             return
+        self.cleanup_done.wait(CLEANUP_DEADLINE + WORKER_REPORT_DEADLINE)
         self.finish()
         environment.process_exit_code = EXIT_CODES[self.verdict]
 

@@ -133,9 +133,10 @@ class CRMShape(LoadTestShape):
         super().__init__()
         self.stages: list[StagePlan] = []
         self.override: tuple[int, float] | None = None  # the capacity finder drives users
+        self.finish_now = False  # the run object ends the run: Locust then stops and quits
 
     def tick(self) -> tuple[int, float] | None:
-        if not self.stages:
+        if not self.stages or self.finish_now:
             return None
         if self.override is not None:
             return self.override
