@@ -76,7 +76,8 @@ def add_options(parser: Any) -> None:
     group.add_argument("--crmpulse-run-id", env_var="LOCUST_CRMPULSE_RUN_ID", default="",
                        help="run id (default: a new one; workers take the master's)")
     group.add_argument("--crmpulse-report-dir", env_var="LOCUST_CRMPULSE_REPORT_DIR",
-                       default="crmpulse-report", help="where report.html/json and summary.md go")
+                       default=os.environ.get("CRMPULSE_REPORT_DIR", "crmpulse-report"),
+                       help="where report.html/json and summary.md go")
     group.add_argument("--crmpulse-metrics-listen", env_var="LOCUST_CRMPULSE_METRICS_LISTEN",
                        default="", help="host:port of live metrics, or off (default: the config's)")
     group.add_argument("--crmpulse-duration", env_var="LOCUST_CRMPULSE_DURATION", type=float,
@@ -86,7 +87,7 @@ def add_options(parser: Any) -> None:
     group.add_argument("--crmpulse-rate", env_var="LOCUST_CRMPULSE_RATE", type=float,
                        default=1.0, help="multiply every stage's target rate")
     group.add_argument("--crmpulse-quiet", env_var="LOCUST_CRMPULSE_QUIET", action="store_true",
-                       default=False, help="no progress lines")
+                       default=os.environ.get("CRMPULSE_PROGRESS") == "0", help="no progress lines")
 
 
 def _fail(messages: list[str]) -> None:
@@ -152,6 +153,7 @@ class LoadRun:
         self.aborted = ""
         self.interrupted = ""
         self.events_log: list[dict[str, Any]] = []
+        self.repeats: set[str] = set()
         self.user_errors: dict[str, int] = {}
         self.workers_seen: set[str] = set()
         self.reports_from: set[str] = set()
@@ -392,9 +394,11 @@ class LoadRun:
         if self.finished:
             return
         if self.stopping:
-            self.note(f"{reason} (already stopping)")
-            print(f"crmpulse: {reason}: already stopping, cleaning up "
-                  "(kill -9 and `crmpulse sweep` if you cannot wait)", file=sys.stderr, flush=True)
+            if reason not in self.repeats:  # the launcher forwards a signal until Locust ends
+                self.repeats.add(reason)
+                self.note(f"{reason} (already stopping)")
+                print(f"crmpulse: {reason}: already stopping, cleaning up "
+                      "(kill -9 and `crmpulse sweep` if you cannot wait)", file=sys.stderr, flush=True)
             return
         self.interrupted = self.interrupted or reason
         self.note(f"interrupted: {reason}")

@@ -71,12 +71,6 @@ def refused_options(extra: list[str]) -> list[str]:
     return problems
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def leftovers(loaded: LoadedConfig) -> dict[str, int]:
     """Records earlier load tests of this target left behind, by list operation (none sent if
     the profile has no sweep section)."""
@@ -107,6 +101,31 @@ def run_loadtest(loaded: LoadedConfig, config_path: str, dry_run: bool = False, 
     """
     out = out or sys.stdout
     extra = list(extra or [])
+    received: list[tuple[str, float]] = []
+    child: list[subprocess.Popen[bytes]] = []
+
+    def forward(signum: int, _frame: Any) -> None:
+        received.append((signal.Signals(signum).name, time.time()))
+        if child:
+            with contextlib.suppress(ProcessLookupError):
+                child[0].send_signal(signum)
+
+    # Installed first, and explicitly: a run started with SIGINT ignored still stops on it.
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _run(loaded, config_path, dry_run, workers, report_dir, web, metrics_listen, extra,
+                    log, out, duration, users, rate, master, worker, master_host, master_port,
+                    expect_workers, quiet, received, child)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run(loaded: LoadedConfig, config_path: str, dry_run: bool, workers: int, report_dir: str,
+         web: bool, metrics_listen: str | None, extra: list[str], log: Path | None, out: TextIO,
+         duration: float | None, users: float, rate: float, master: bool, worker: bool,
+         master_host: str, master_port: int, expect_workers: int, quiet: bool,
+         received: list[tuple[str, float]], child: list[subprocess.Popen[bytes]]) -> int:
     refused = refused_options(extra)
     if rate != 1.0:
         base = plan_stages(loaded.config.loadtest.shape, loaded.path.parent)
@@ -121,6 +140,7 @@ def run_loadtest(loaded: LoadedConfig, config_path: str, dry_run: bool = False, 
                           duration, users, rate)
     plan = make_plan(loaded, stages)
     marker = run_marker(loaded.target.name)
+    folder = Path(report_dir)
     if not worker:
         print(plan.describe(loaded.target.name, str(marker)), file=out, flush=True)
         problems = check(loaded, plan, list(JOURNEYS))
@@ -137,7 +157,8 @@ def run_loadtest(loaded: LoadedConfig, config_path: str, dry_run: bool = False, 
             print(f"crmpulse: {sum(found.values())} record(s) left by earlier load tests of "
                   f"{loaded.target.name} ({', '.join(f'{k}: {v}' for k, v in found.items())}); "
                   f"delete them with: crmpulse sweep -c {config_path}", file=out, flush=True)
-    folder = Path(report_dir)
+    if received:  # interrupted before Locust started: nothing was sent but the look for leftovers
+        return _interrupted_early(loaded, marker.name, folder, received, out, worker)
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--crmpulse-config", config_path,
                "--host", loaded.target.base_url, "--loglevel", "WARNING",
                "--crmpulse-run-id", marker.name, "--crmpulse-report-dir", str(folder)]
@@ -170,28 +191,52 @@ def run_loadtest(loaded: LoadedConfig, config_path: str, dry_run: bool = False, 
     print(f"Running Locust ({role}{f', {workers} workers' if workers and not master else ''}); "
           "Ctrl-C stops the run and cleans up.", file=out, flush=True)
     with open(log, "ab") if log else contextlib.nullcontext() as output:
+        # Its own session: a terminal's Ctrl-C reaches this process, which forwards it once
+        # Locust can take it. SIGINT starts ignored in Locust so that one arriving while it
+        # imports is not a traceback; the run object installs its handlers in events.init,
+        # and signals are forwarded again until Locust has ended.
         proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=output,
                                 stderr=subprocess.STDOUT if output else None,
-                                start_new_session=True, preexec_fn=_die_with_parent)
-        received: list[tuple[str, float]] = []
-
-        def forward(signum: int, _frame: Any) -> None:
-            received.append((signal.Signals(signum).name, time.time()))
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signum)
-
-        previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            while True:
-                with contextlib.suppress(InterruptedError):
-                    code = proc.wait()
-                    break
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+                                start_new_session=True, preexec_fn=_child_setup)
+        child.append(proc)
+        forwarded = 0
+        while True:
+            try:
+                code = proc.wait(timeout=FORWARD_AGAIN)
+                break
+            except subprocess.TimeoutExpired:
+                if received and forwarded < REFORWARDS:
+                    forwarded += 1
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.send_signal(signal.Signals[received[-1][0]])
     if worker:
         return code
     return _after(loaded, marker.name, folder, code, received, out)
+
+
+#: While Locust has not ended after a signal, it is sent again this often (it may have
+#: arrived before Locust's handlers were installed), at most REFORWARDS times.
+FORWARD_AGAIN = 3.0
+REFORWARDS = 20
+
+
+def _child_setup() -> None:  # runs in the child between fork and exec
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: Locust stops when this process dies
+
+
+def _interrupted_early(loaded: LoadedConfig, run_id: str, folder: Path,
+                       received: list[tuple[str, float]], out: TextIO, worker: bool) -> int:
+    print(f"crmpulse: received {received[0][0]} before Locust started: nothing was sent",
+          file=out, flush=True)
+    if not worker:
+        data = fallback_report(loaded, run_id, f"received {received[0][0]} before the run started",
+                               CleanupTotals())
+        data["validity"]["reasons"] = ["the run never started: nothing was sent"]
+        write_reports(data, folder)
+    return EXIT_CODES["INTERRUPTED"]
 
 
 def _after(loaded: LoadedConfig, run_id: str, folder: Path, code: int,
