@@ -3,7 +3,7 @@
 Every record a load test or a sync probe writes carries a marker, so that whatever a
 crash leaves behind can be found and deleted, and nothing else ever is:
 
-    crmpulse-<target>-lt-<stamp>-<nonce>   one load-test run   crmpulse-shop-lt-20261129t101500-3f9a1c
+    crmpulse-<target>-lt-<stamp>-<nonce>   one load-test run   crmpulse-shop-lt-20261129t101500-3f9a1c0b7d2e
     crmpulse-<target>-lt                   every load test of a target (the family tag)
     crmpulse-<target>-sync-<pair>          one sync pair        crmpulse-shop-sync-search_heartbeat
 
@@ -17,7 +17,7 @@ prefix of ``crmpulse-shop-sync-search_heartbeat``): a listed record is therefore
 trusted because the search returned it. :func:`sweep` deletes a record only when one
 of the markers it carries (:func:`markers_in`) matches what is being swept exactly.
 
-    marker = run_marker("shop")                 # crmpulse-shop-lt-20261129t101500-3f9a1c
+    marker = run_marker("shop")                 # crmpulse-shop-lt-20261129t101500-3f9a1c0b7d2e
     parse(str(marker)) == marker                # True
     carries({"tags": [str(marker)]}, marker)    # True
 
@@ -111,10 +111,10 @@ def parse(text: str) -> Marker | None:
 def run_marker(target: str, run_id: str | None = None) -> Marker:
     """A new load-test run's marker (UTC stamp and a random nonce), or the one of ``run_id``."""
     if run_id is None:
-        run_id = time.strftime("%Y%m%dt%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+        run_id = time.strftime("%Y%m%dt%H%M%S", time.gmtime()) + "-" + secrets.token_hex(6)
     marker = parse(f"crmpulse-{target}-lt-{run_id}")
     if marker is None:
-        raise ValueError(f"expected a run id like 20261129t101500-3f9a1c, got {run_id!r}")
+        raise ValueError(f"expected a run id like 20261129t101500-3f9a1c0b7d2e, got {run_id!r}")
     return marker
 
 

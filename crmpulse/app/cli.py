@@ -424,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--older-than", type=_duration, default=None, metavar="DURATION",
                    help="only records created longer ago than this (e.g. 1h)")
     p.add_argument("--run", default=None, metavar="RUN_ID",
-                   help="only the records of this load-test run (its id, e.g. 20261129t101500-3f9a1c)")
+                   help="only the records of this load-test run (its id, e.g. 20261129t101500-3f9a1c0b7d2e)")
 
     p = verb("alerts", "generate Prometheus rules (SLO burn rates, companions), their promtool "
              "tests, Grafana alert rules and an Alertmanager example", cmd_alerts)

@@ -39,7 +39,7 @@ ENV = {"CRMPULSE_CLIENT_SECRET": "sandbox-secret"}
 @pytest.mark.parametrize(("text", "expected"), [
     ("crmpulse-shop-sync-search", Marker("sync", "shop", "search")),
     ("crmpulse-shop-sync-search_heartbeat", Marker("sync", "shop", "search_heartbeat")),
-    ("crmpulse-shop_eu-lt-20261129t101500-3f9a1c", Marker("lt", "shop_eu", "20261129t101500-3f9a1c")),
+    ("crmpulse-shop_eu-lt-20261129t101500-3f9a1c0b7d2e", Marker("lt", "shop_eu", "20261129t101500-3f9a1c0b7d2e")),
     ("crmpulse-shop-lt", Marker("lt", "shop")),
     ("crmpulse-shop-sync-search-", None),
     ("crmpulse-shop-sync-search-heartbeat", None),  # the old shape of search_heartbeat's marker
@@ -48,7 +48,7 @@ ENV = {"CRMPULSE_CLIENT_SECRET": "sandbox-secret"}
     ("crmpulse-shop-sync-search ", None),
     ("crmpulse-Shop-sync-search", None),
     ("crmpulse-shop-lt-20261129t101500", None),
-    ("crmpulse-shop-lt-20261129t101500-3f9a1c-x", None),
+    ("crmpulse-shop-lt-20261129t101500-3f9a1c0b7d2e-x", None),
     ("crmpulse-shop-sync-search\n", None),
 ])
 def test_a_marker_parses_back_exactly_or_not_at_all(text: str, expected: Marker | None) -> None:

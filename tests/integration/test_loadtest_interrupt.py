@@ -8,6 +8,7 @@ Each run starts with SIGINT ignored, as in a background job of a non-interactive
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -38,10 +39,8 @@ def ignore_sigint() -> None:
 def children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
+        with contextlib.suppress(OSError):
             found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
     return found
 
 
@@ -220,7 +219,7 @@ def test_kill_9_leaves_records_that_crmpulse_sweep_removes_and_the_next_run_poin
     nxt = subprocess.run([sys.executable, "-m", "crmpulse", "loadtest", "-c", str(path), "--duration", "1s",
                           "--report-dir", str(tmp_path / "next")], capture_output=True, text=True,
                          timeout=120, env=ENV)
-    assert f"record(s) left by earlier load tests of sandbox" in nxt.stdout, nxt.stdout[-2000:]
+    assert "record(s) left by earlier load tests of sandbox" in nxt.stdout, nxt.stdout[-2000:]
     assert f"crmpulse sweep -c {path}" in nxt.stdout
     done = sweep()
     assert done.returncode == 0, done.stdout + done.stderr
