@@ -84,10 +84,8 @@ class Terminal:
     def read(self, timeout: float = 0.1) -> None:
         ready, _, _ = select.select([self.fd], [], [], timeout)
         if ready:
-            try:
+            with contextlib.suppress(OSError):  # EIO: the child closed the terminal
                 self.output += os.read(self.fd, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                pass
 
     def wait_for(self, pattern: bytes, timeout: float) -> None:
         deadline = time.monotonic() + timeout
