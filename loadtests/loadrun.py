@@ -309,8 +309,6 @@ class LoadRun:
                 self._judge_live(t)
             if self.is_master:
                 self._watch_workers()
-            if not self.stopping and shape is not None and t >= shape.end:
-                self.stop("completed")
             tick += 1
             gevent.sleep(TICK)
 
@@ -466,6 +464,7 @@ class LoadRun:
             self.cleanup_done.wait(CLEANUP_DEADLINE + WORKER_REPORT_DEADLINE)
             return
         self.cleanup_started = True
+        self.stopping = self.stopping or "completed"  # the shape's last stage ended
         try:
             if self.is_master:
                 self._collect_worker_reports()

@@ -19,9 +19,10 @@ from .shapes import StagePlan
 
 __all__ = ["Plan", "check", "journey_problems", "make_plan"]
 
-#: What one request takes on top of think time, for the estimate (a CRM on a LAN answers
-#: in tens of milliseconds; the estimate is a plan, the report says what happened).
-REQUEST_SECONDS = 0.01
+#: What one request takes on top of think time, for the estimate. None is assumed: in the
+#: closed model the estimate is then what a fast CRM would get (an upper bound; a slow CRM
+#: means fewer iterations), and in the open model the rate decides anyway.
+REQUEST_SECONDS = 0.0
 #: Template variables every render provides (crmpulse.templates)
 BUILTIN_VARIABLES = frozenset({"unique", "now", "now_unix"})
 

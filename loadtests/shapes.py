@@ -121,13 +121,13 @@ def stage_at(stages: list[StagePlan], run_time: float) -> StagePlan | None:
 class CRMShape(LoadTestShape):
     """Runs the configured stages; the run object gives them in ``events.init``.
 
-    Past the last stage it keeps the last stage's users for ``linger`` seconds more, so
-    that the run object ends the run itself (stopping users, collecting every worker's
-    cleanup report, then quitting); returning None would make Locust quit at once.
+    Past the last stage, or when the run object sets ``finish_now`` (an abort, a signal),
+    it returns None: Locust then stops the users and quits on this one path, and the run
+    object's ``test_stop`` listener cleans up (and, on a master, waits for every worker's
+    cleanup report) before Locust goes on to quit.
     """
 
     abstract = True
-    linger = 120.0
 
     def __init__(self) -> None:
         super().__init__()
@@ -140,13 +140,8 @@ class CRMShape(LoadTestShape):
             return None
         if self.override is not None:
             return self.override
-        run_time = self.get_run_time()
-        stage = stage_at(self.stages, run_time)
-        if stage is None:
-            if run_time > self.stages[-1].end + self.linger:
-                return None
-            stage = self.stages[-1]
-        return (stage.users, stage.spawn_rate)
+        stage = stage_at(self.stages, self.get_run_time())
+        return None if stage is None else (stage.users, stage.spawn_rate)
 
     @property
     def end(self) -> float:
