@@ -283,6 +283,41 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from crmpulse.loadtests.compare import Tolerances, compare_runs, load_run, write_comparison
+
+    if args.action is None:
+        args.report_parser.print_help()
+        return EXIT_USAGE
+    try:
+        baseline, candidate = load_run(Path(args.baseline)), load_run(Path(args.candidate))
+    except ValueError as exc:
+        print(f"crmpulse: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    tolerances = Tolerances(latency=args.latency_tolerance, latency_floor_ms=args.latency_floor * 1000,
+                            error_ratio=args.error_tolerance, throughput=args.throughput_tolerance)
+    comparison = compare_runs(baseline, candidate, tolerances)
+    paths = write_comparison(comparison, Path(args.out))
+    for finding in comparison.regressions:
+        print(f"REGRESSED {finding.operation} {finding.metric}: {finding.baseline:.3f} -> "
+              f"{finding.candidate:.3f} ({finding.change:+.1f} %)")
+    changed = sum(1 for f in comparison.findings if f.verdict != "within noise")
+    print(f"crmpulse: {len(comparison.regressions)} regression(s), {changed} significant change(s) in "
+          f"{len(comparison.findings)} figures; report {paths['html']} (also {paths['markdown'].name}, "
+          f"{paths['json'].name})")
+    return EXIT_FAILED if comparison.regressions else EXIT_OK
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a percentage like "10%", got {text!r}') from None
+    if not 0 <= value < 1000:
+        raise argparse.ArgumentTypeError(f"expected 0 to 1000, got {text!r}")
+    return value
+
+
 def cmd_alerts(args: argparse.Namespace) -> int:
     from crmpulse.alerts.generate import explain, generate
 
@@ -425,6 +460,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only records created longer ago than this (e.g. 1h)")
     p.add_argument("--run", default=None, metavar="RUN_ID",
                    help="only the records of this load-test run (its id, e.g. 20261129t101500-3f9a1c0b7d2e)")
+
+    p = verb("report", "work with load-test reports: `report compare BASELINE_DIR CANDIDATE_DIR` says "
+             "which differences are real and exits 1 on a regression", cmd_report)
+    report_actions = p.add_subparsers(dest="action", metavar="ACTION", title="actions")
+    p.set_defaults(report_parser=p, action=None)
+    compare = report_actions.add_parser(
+        "compare", formatter_class=_Formatter, help="compare two runs' report folders",
+        description="Compare two load-test runs (their --report-dir folders) operation by operation: "
+        "p50/p95/p99 with distribution-free confidence intervals from the HDR histograms, error "
+        "ratios (two-proportion z-test) and throughput (Poisson intervals); exit 1 when a "
+        "difference is both significant and beyond its tolerance. Writes compare.html, "
+        "compare.md and compare.json.")
+    compare.add_argument("baseline", help="report folder of the run to compare against")
+    compare.add_argument("candidate", help="report folder of the new run")
+    compare.add_argument("--out", default="crmpulse-compare", help="where to write the comparison")
+    compare.add_argument("--latency-tolerance", type=_percent, default="10%", metavar="PERCENT",
+                         help="a percentile regresses when it grows by more than this")
+    compare.add_argument("--latency-floor", type=_duration, default="5ms", metavar="DURATION",
+                         help="... and by more than this much time")
+    compare.add_argument("--error-tolerance", type=float, default=1.0, metavar="POINTS",
+                         help="an error ratio regresses when it grows by more than this many points")
+    compare.add_argument("--throughput-tolerance", type=_percent, default="10%", metavar="PERCENT",
+                         help="throughput regresses when it drops by more than this")
+    compare.set_defaults(func=cmd_report, report_parser=p)
 
     p = verb("alerts", "generate Prometheus rules (SLO burn rates, companions), their promtool "
              "tests, Grafana alert rules and an Alertmanager example", cmd_alerts)
