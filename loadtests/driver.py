@@ -67,7 +67,7 @@ class CRMUser(FastHttpUser):
         self.loadrun: LoadRun = run
         self.session = Session(run.loaded.target, run.loaded.profile, force_authenticate=False)
         run.sessions.append(self.session)
-        think = run.loaded.config.loadtest.think_time
+        think = run.think_time
         self.wait_time = lambda: random.uniform(think * 0.5, think * 1.5)  # type: ignore[method-assign]
 
     @property

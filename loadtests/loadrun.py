@@ -41,12 +41,13 @@ from crmpulse import ConfigError, LoadedConfig, load_config
 from crmpulse.client import Session
 from crmpulse.markers import Marker, family_marker, run_marker
 
+from .capacity import CapacityFinder, Step, capacity_problem, capacity_stages
 from .cleanup import CleanupTotals, clean_sessions, sweep_run
 from .gate import GateResult, evaluate
 from .journeys import JOURNEYS
 from .latency import PRECISION_NOTE, LatencyBook
 from .pacing import Pacer
-from .report import EXIT_CODES, verdict_of, write_reports
+from .report import EXIT_CODES, capacity_summary, verdict_of, write_reports
 from .safety import Plan, check, make_plan
 from .shapes import CRMShape, StagePlan, plan_stages, scale_stages
 
@@ -86,6 +87,13 @@ def add_options(parser: Any) -> None:
                        default=1.0, help="multiply every stage's users")
     group.add_argument("--crmpulse-rate", env_var="LOCUST_CRMPULSE_RATE", type=float,
                        default=1.0, help="multiply every stage's target rate")
+    group.add_argument("--crmpulse-find-capacity", env_var="LOCUST_CRMPULSE_FIND_CAPACITY",
+                       action="store_true", default=False,
+                       help="search the highest request rate at which every gate holds")
+    group.add_argument("--crmpulse-capacity-step", env_var="LOCUST_CRMPULSE_CAPACITY_STEP", type=float,
+                       default=10.0, help="seconds each rate of the capacity search is held")
+    group.add_argument("--crmpulse-capacity-start", env_var="LOCUST_CRMPULSE_CAPACITY_START",
+                       type=float, default=10.0, help="the capacity search's first rate (req/s)")
     group.add_argument("--crmpulse-quiet", env_var="LOCUST_CRMPULSE_QUIET", action="store_true",
                        default=os.environ.get("CRMPULSE_PROGRESS") == "0", help="no progress lines")
 
@@ -118,6 +126,17 @@ class LoadRun:
                    "(set loadtest.shape.rps or stages[].rps)"])
         self.stages: list[StagePlan] = scale_stages(stages, options.crmpulse_duration or None,
                                                     options.crmpulse_users, options.crmpulse_rate)
+        self.finder: CapacityFinder | None = None
+        self.think_time = self.lt.think_time
+        if options.crmpulse_find_capacity:
+            problem = capacity_problem(self.loaded)
+            if problem:
+                _fail([f"crmpulse: {problem}"])
+            self.finder = CapacityFinder(options.crmpulse_capacity_start,
+                                         self.loaded.target.safety.max_rps)
+            self.step_seconds = max(2.0, options.crmpulse_capacity_step)
+            self.stages = capacity_stages(self.loaded, self.step_seconds, self.finder.max_steps)
+            self.think_time = 0.0  # the pacer sets the rate; users only wait for their turn
         self.plan: Plan = make_plan(self.loaded, self.stages)
         self.is_master = isinstance(self.runner, MasterRunner)
         self.is_worker = isinstance(self.runner, WorkerRunner)
@@ -135,6 +154,9 @@ class LoadRun:
         self.sessions: list[Session] = []
         self.book = LatencyBook()  # what this process's users recorded, not yet sent or merged
         self.pending = LatencyBook()  # merged since the monitor's last snapshot (the timeline)
+        self.step_book = LatencyBook()  # merged since the capacity step began
+        self.step_started = 0.0
+        self.resting_until = 0.0
         self.verdict = ""
         self.merged = LatencyBook()  # master/local: the whole run
         self.throttled: dict[str, int] = {}
@@ -265,6 +287,8 @@ class LoadRun:
     def _merge(self, book: LatencyBook, throttled: dict[str, int]) -> None:
         self.merged.add(book)
         self.pending.add(book)
+        if self.finder is not None:
+            self.step_book.add(book)
         for name, count in throttled.items():
             self.throttled_total[name] = self.throttled_total.get(name, 0) + int(count)
 
@@ -309,6 +333,8 @@ class LoadRun:
                 self._judge_live(t)
             if self.is_master:
                 self._watch_workers()
+            if self.finder is not None and not self.stopping:
+                self._capacity_step(t)
             tick += 1
             gevent.sleep(TICK)
 
@@ -317,7 +343,10 @@ class LoadRun:
 
         cap = self.loaded.target.safety.max_rps
         stage = stage_at(self.stages, self.elapsed()) if shape is not None else None
-        target = getattr(self, "capacity_rate", None) or (stage.rps if stage else None)
+        target = stage.rps if stage else None
+        if self.finder is not None:
+            resting = time.monotonic() < self.resting_until
+            target = 1.0 if resting or self.finder.rate is None else self.finder.rate
         self.state["paced"] = target is not None
         rate = min(target if target is not None else cap, cap)
         self.state["target_rps"] = rate if target is not None else 0.0
@@ -349,6 +378,44 @@ class LoadRun:
         self.state["achieved_rps"] = point["rps"]
         self.timeline.append(point)
 
+    def _capacity_step(self, t: float) -> None:
+        """Judge the capacity step that just ended, then start the next rate (or finish)."""
+        finder = self.finder
+        assert finder is not None
+        now = time.monotonic()
+        if now < self.resting_until:
+            self.step_book.take()
+            self.step_started = 0.0
+            return
+        if not self.step_started:  # a step begins: at its rate from now on, judged from now on
+            self._pace(self.environment.shape_class)
+            self.step_book.take()
+            self.step_started = now
+        duration = now - self.step_started
+        if duration < self.step_seconds or finder.rate is None:
+            return
+        book = self.step_book.take()
+        results = evaluate(self.lt.gates, book, duration)
+        total = book.total("operation")
+        step = Step(rate=finder.rate, achieved=total.requests / duration, requests=total.requests,
+                    p50_ms=total.percentile_ms(50), p95_ms=total.percentile_ms(95),
+                    p99_ms=total.percentile_ms(99), error_ratio=total.error_ratio,
+                    held=all(r.passed for r in results),
+                    broken=[r.describe() for r in results if not r.passed and r.metric != "min_rps"])
+        step.held = not step.broken
+        finder.steps.append(step)
+        if self.progress:
+            print(f"crmpulse capacity: step {len(finder.steps)}: {step.rate:g} req/s for "
+                  f"{duration:.0f}s, reached {step.achieved:.1f}: "
+                  + ("held" if step.held else "BROKE " + "; ".join(step.broken[:2])), flush=True)
+        if finder.judge(step.held, step.achieved) is None:
+            self.stop("completed")
+            return
+        if not step.held:  # let the CRM drain what queued up before the next rate
+            self.resting_until = now + self.step_seconds
+        self.step_started = 0.0
+        self._capacity_step(t)  # the next step (or the rest) starts now, not at the next tick
+
     def _judge_live(self, t: float) -> None:
         results = evaluate(self.lt.gates, self.merged, max(t, 1e-6))
         self.state["gates_passing"] = all(r.passed for r in results)
@@ -360,7 +427,7 @@ class LoadRun:
                   f"{self.state['achieved_rps']:7.1f} req/s ({target})  "
                   f"errors {errors:5.1f}%  p95 {total.percentile_ms(95):.0f} ms  gates "
                   f"{'ok' if self.state['gates_passing'] else 'BREACHED'}", flush=True)
-        if self.stopping:
+        if self.stopping or self.finder is not None:  # the capacity search breaks gates on purpose
             return
         if total.requests >= 50 and errors > self.lt.abort_error_ratio:
             self.abort(f"error ratio {errors:.1f} % passed abort_error_ratio "
@@ -532,12 +599,19 @@ class LoadRun:
         if self.started:
             sweep_run(self.loaded, self.marker, self.totals, deadline=time.monotonic() + CLEANUP_DEADLINE)
         results = evaluate(self.lt.gates, self.merged, max(duration, 1e-6))
+        if self.finder is not None:  # the search breaks gates on purpose: its steps are the result
+            results = []
         validity = self._validity()
         data = self._report_data(results, validity, duration)
+        if self.finder is not None:
+            data["passed"] = validity["valid"] and self.finder.highest_held is not None
+            data["capacity"] = self.finder.result()
         self.verdict = verdict_of(data)
         data["verdict"] = self.verdict
         data["exit_code"] = EXIT_CODES[self.verdict]
         paths = write_reports(data, self.report_dir)
+        if self.finder is not None:
+            print(f"crmpulse: {capacity_summary(data['capacity'])}")
         for result in results:
             print(f"crmpulse gate: {result.describe()}")
         if self.interrupted:
@@ -555,12 +629,14 @@ class LoadRun:
             reasons.append("the load generator's CPU passed 90 %: its timings are not trustworthy "
                            "(use --workers or more machines)")
         paced = [p for p in self.timeline if p["target_rps"] and p["t"] > 5]
-        if paced and self.stopping != "interrupted":
+        if paced and self.stopping != "interrupted" and self.finder is None:
             achieved = sum(p["rps"] for p in paced) / len(paced)
             wanted = sum(p["target_rps"] for p in paced) / len(paced)
             if achieved < 0.9 * wanted:
                 reasons.append(f"the generator reached {achieved:.1f} req/s of the {wanted:.1f} req/s "
                                "target: add users or workers")
+        if self.finder is not None and self.finder.stopped.startswith("the generator"):
+            reasons.append(self.finder.stopped)
         if self.user_errors:
             reasons.append("users failed at run time: " + ", ".join(
                 f"{name} {count}" for name, count in sorted(self.user_errors.items())))

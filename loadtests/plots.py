@@ -28,8 +28,10 @@ def _fmt(value: float) -> str:
 
 
 def line_chart(title: str, series: dict[str, list[tuple[float, float]]], y_label: str,
-               lines: dict[str, float] | None = None, width: int = 760, height: int = 240) -> str:
-    """An SVG chart of ``series`` (name -> [(x seconds, y)]) with dashed horizontal ``lines``."""
+               lines: dict[str, float] | None = None, width: int = 760, height: int = 240,
+               x_unit: str = "s") -> str:
+    """An SVG chart of ``series`` (name -> [(x, y)], x in seconds unless ``x_unit`` says) with
+    dashed horizontal ``lines``."""
     lines = lines or {}
     points = [p for values in series.values() for p in values]
     left, right, top, bottom = 60, 150, 30, 35
@@ -61,7 +63,7 @@ def line_chart(title: str, series: dict[str, list[tuple[float, float]]], y_label
         out.append(f'<text x="{left - 6}" y="{sy(y) + 4:.1f}" text-anchor="end">{_fmt(y)}</text>')
     for x in x_ticks:
         out.append(f'<text x="{sx(x):.1f}" y="{top + plot_h + 16}" text-anchor="middle">'
-                   f'{_fmt(x)}s</text>')
+                   f'{_fmt(x)}{html.escape(x_unit)}</text>')
     out.append(f'<text x="14" y="{top + plot_h / 2}" transform="rotate(-90 14 {top + plot_h / 2})" '
                f'text-anchor="middle">{html.escape(y_label)}</text>')
     out.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" '

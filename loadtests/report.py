@@ -24,7 +24,7 @@ from typing import Any
 from .latency import PRECISION_NOTE
 from .plots import line_chart
 
-__all__ = ["EXIT_CODES", "verdict_of", "write_reports"]
+__all__ = ["EXIT_CODES", "capacity_summary", "verdict_of", "write_reports"]
 
 EXIT_CODES = {"PASS": 0, "FAIL": 1, "INVALID": 1, "ABORTED": 1, "INTERRUPTED": 130}
 
@@ -39,6 +39,17 @@ def verdict_of(data: dict[str, Any]) -> str:
     return "PASS" if data["passed"] else "FAIL"
 
 
+def capacity_summary(capacity: dict[str, Any]) -> str:
+    held, broken = capacity["highest_held_rps"], capacity["first_broken_rps"]
+    text = "capacity: " + (f"every gate held up to {held:g} req/s" if held is not None
+                           else "no rate held every gate")
+    if broken is not None:
+        text += f"; {broken:g} req/s broke: " + "; ".join(capacity["broken_by"][:3])
+    if capacity["stopped"]:
+        text += f" ({capacity['stopped']})"
+    return text
+
+
 def _happened(data: dict[str, Any]) -> list[str]:
     """What happened during the run, each with the time it happened, for people to read."""
     lines = []
@@ -50,6 +61,19 @@ def _happened(data: dict[str, Any]) -> list[str]:
     for name, count in sorted(data.get("user_errors", {}).items()):
         lines.append(f"journey {name}: {count} user(s) failed at run time (counted as errors)")
     return lines
+
+
+def _capacity_html(data: dict[str, Any]) -> str:
+    if not data.get("capacity"):
+        return ""
+    rows = "".join(
+        f"<tr><td>{st['rate']:g}</td><td>{st['achieved']:.1f}</td><td>{st['p95_ms']:.1f}</td>"
+        f"<td>{st['error_ratio']:.2f}</td><td class='{'pass' if st['held'] else 'fail'}'>"
+        f"{'held' if st['held'] else 'broke: ' + html.escape('; '.join(st['broken'][:2]))}</td></tr>"
+        for st in data["capacity"]["steps"])
+    return (f"<h2>Capacity</h2><p><b>{html.escape(capacity_summary(data['capacity']))}</b></p>"
+            "<table><tr><th>rate req/s</th><th>reached</th><th>p95 ms</th><th>errors %</th>"
+            f"<th>result</th></tr>{rows}</table>")
 
 
 def write_reports(data: dict[str, Any], folder: Path) -> dict[str, Path]:
@@ -76,6 +100,14 @@ def markdown(data: dict[str, Any]) -> str:
     if data.get("aborted"):
         lines.append(f"- **Aborted:** {data['aborted']}")
     lines += [f"- {line}" for line in _happened(data)]
+    if data.get("capacity"):
+        lines += [f"- **{capacity_summary(data['capacity'])}**", "",
+                  "| step | rate req/s | reached | p50 ms | p95 ms | p99 ms | errors % | result |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---|"]
+        lines += [f"| {i} | {st['rate']:g} | {st['achieved']:.1f} | {st['p50_ms']:.1f} | "
+                  f"{st['p95_ms']:.1f} | {st['p99_ms']:.1f} | {st['error_ratio']:.2f} | "
+                  f"{'held' if st['held'] else 'broke'} |"
+                  for i, st in enumerate(data["capacity"]["steps"], 1)]
     lines += ["", "| gate | metric | threshold | actual | result |", "|---|---|---:|---:|---|"]
     for g in data["gates"]:
         unit = {"error_ratio": " %", "min_rps": " req/s"}.get(g["metric"], " s")
@@ -105,6 +137,17 @@ def html_report(data: dict[str, Any]) -> str:
         line_chart("Errors and throttling", {
             "failures/s": [(p["t"], p["failures_per_s"]) for p in timeline],
             "throttled/s": [(p["t"], p["throttled_per_s"]) for p in timeline]}, "per second")]
+    if data.get("capacity"):
+        steps = sorted(data["capacity"]["steps"], key=lambda st: st["rate"])
+        charts.insert(0, line_chart(
+            "Capacity search: latency against request rate (the knee)",
+            {q: [(st["rate"], st[f"{q}_ms"]) for st in steps] for q in ("p50", "p95", "p99")},
+            "ms", x_unit=" req/s"))
+        charts.insert(1, line_chart(
+            "Capacity search: errors and achieved rate against request rate",
+            {"errors %": [(st["rate"], st["error_ratio"]) for st in steps],
+             "achieved req/s": [(st["rate"], st["achieved"]) for st in steps]}, "%, req/s",
+            x_unit=" req/s"))
     gate_lines: dict[str, dict[str, float]] = {}
     for g in data["gates"]:
         if g["metric"] in ("p50", "p95", "p99") and g["scope"] in ("operation", "global"):
@@ -143,6 +186,7 @@ font-weight:bold}}h1 span{{color:{color}}}</style></head><body>
 {html.escape(data['profile'])}; shape {html.escape(data['shape']['kind'])}, {data['duration_s']:.0f} s,
 peak {data['shape']['peak_users']} users; {data['summary']['requests']:,} requests at
 {data['summary']['rps']:.1f} req/s, {data['summary']['error_ratio']:.2f} % errors.</p>{invalid}{aborted}
+{_capacity_html(data)}
 <h2>SLO gates</h2><table><tr><th>gate</th><th>metric</th><th>threshold</th><th>actual</th>
 <th>result</th></tr>{rows}</table>
 <h2>Over time</h2>{''.join(f'<div>{c}</div>' for c in charts)}

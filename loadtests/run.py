@@ -32,6 +32,7 @@ from typing import Any, TextIO
 from crmpulse import Client, LoadedConfig
 from crmpulse.markers import family_marker, loadtest_targets, run_marker, sweep
 
+from .capacity import CapacityFinder, capacity_problem, capacity_stages
 from .cleanup import CleanupTotals, call_retrying, sweep_run
 from .journeys import JOURNEYS
 from .latency import PRECISION_NOTE
@@ -92,7 +93,8 @@ def run_loadtest(loaded: LoadedConfig, config_path: str, dry_run: bool = False, 
                  log: Path | None = None, out: TextIO | None = None, duration: float | None = None,
                  users: float = 1.0, rate: float = 1.0, master: bool = False, worker: bool = False,
                  master_host: str = "127.0.0.1", master_port: int = 5557,
-                 expect_workers: int = 1, quiet: bool = False) -> int:
+                 expect_workers: int = 1, quiet: bool = False, find_capacity: bool = False,
+                 capacity_step: float = 10.0, capacity_start: float = 10.0) -> int:
     """Run the load test; return its exit code (report.EXIT_CODES; 2 when refused).
 
     The verdict and every figure are in ``<report_dir>/report.json``. With ``log``, Locust's
@@ -113,9 +115,10 @@ def run_loadtest(loaded: LoadedConfig, config_path: str, dry_run: bool = False, 
     # Installed first, and explicitly: a run started with SIGINT ignored still stops on it.
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        capacity = (capacity_step, capacity_start) if find_capacity else None
         return _run(loaded, config_path, dry_run, workers, report_dir, web, metrics_listen, extra,
                     log, out, duration, users, rate, master, worker, master_host, master_port,
-                    expect_workers, quiet, received, child)
+                    expect_workers, quiet, received, child, capacity)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -125,8 +128,13 @@ def _run(loaded: LoadedConfig, config_path: str, dry_run: bool, workers: int, re
          web: bool, metrics_listen: str | None, extra: list[str], log: Path | None, out: TextIO,
          duration: float | None, users: float, rate: float, master: bool, worker: bool,
          master_host: str, master_port: int, expect_workers: int, quiet: bool,
-         received: list[tuple[str, float]], child: list[subprocess.Popen[bytes]]) -> int:
+         received: list[tuple[str, float]], child: list[subprocess.Popen[bytes]],
+         capacity: tuple[float, float] | None) -> int:
     refused = refused_options(extra)
+    if capacity is not None:
+        problem = capacity_problem(loaded)
+        if problem:
+            refused.append(f"crmpulse: {problem}")
     if rate != 1.0:
         base = plan_stages(loaded.config.loadtest.shape, loaded.path.parent)
         if not any(s.rps for s in base):
@@ -138,11 +146,17 @@ def _run(loaded: LoadedConfig, config_path: str, dry_run: bool, workers: int, re
         return 2
     stages = scale_stages(plan_stages(loaded.config.loadtest.shape, loaded.path.parent),
                           duration, users, rate)
+    if capacity is not None:
+        stages = capacity_stages(loaded, capacity[0], CapacityFinder(1, 1).max_steps)
     plan = make_plan(loaded, stages)
     marker = run_marker(loaded.target.name)
     folder = Path(report_dir)
     if not worker:
         print(plan.describe(loaded.target.name, str(marker)), file=out, flush=True)
+        if capacity is not None:
+            print(f"  capacity search: from {capacity[1]:g} req/s, doubling, then bisecting, up to the "
+                  f"{loaded.target.safety.max_rps:g} req/s cap; each rate held {capacity[0]:g}s "
+                  "(the duration above is the longest it may take)", file=out, flush=True)
         problems = check(loaded, plan, list(JOURNEYS))
         if problems:
             for problem in problems:
@@ -172,6 +186,9 @@ def _run(loaded: LoadedConfig, config_path: str, dry_run: bool, workers: int, re
         command += ["--crmpulse-metrics-listen", metrics_listen]
     if quiet:
         command += ["--crmpulse-quiet"]
+    if capacity is not None:
+        command += ["--crmpulse-find-capacity", "--crmpulse-capacity-step", repr(capacity[0]),
+                    "--crmpulse-capacity-start", repr(capacity[1])]
     if worker:
         command += ["--worker", "--master-host", master_host, "--master-port", str(master_port)]
     else:

@@ -227,7 +227,9 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
                         metrics_listen=args.metrics_listen, extra=args.locust_args,
                         duration=args.duration, users=args.users, rate=args.rate,
                         master=args.master, worker=args.worker, master_host=args.master_host,
-                        master_port=args.master_port, expect_workers=args.expect_workers)
+                        master_port=args.master_port, expect_workers=args.expect_workers,
+                        find_capacity=args.find_capacity, capacity_step=args.capacity_step,
+                        capacity_start=args.capacity_start)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -438,6 +440,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multiply every stage's users (within target.safety.max_users)")
     p.add_argument("--rate", type=float, default=1.0, metavar="MULTIPLIER",
                    help="multiply every stage's target rate (within target.safety.max_rps)")
+    p.add_argument("--find-capacity", action="store_true",
+                   help="instead of the shape: raise the request rate step by step (doubling, then "
+                   "bisecting) within the safety caps and report the highest rate at which every "
+                   "gate held, and which gate broke first")
+    p.add_argument("--capacity-step", type=_duration, default="10s", metavar="DURATION",
+                   help="with --find-capacity: how long each rate is held and judged")
+    p.add_argument("--capacity-start", type=float, default=10.0, metavar="RATE",
+                   help="with --find-capacity: the first rate, in requests per second")
     p.add_argument("--master", action="store_true",
                    help="run Locust's master of a distributed run; workers join with --worker")
     p.add_argument("--expect-workers", type=int, default=1, metavar="N",
