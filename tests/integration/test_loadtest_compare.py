@@ -30,9 +30,12 @@ def load_test(crm: SandboxProcess, tmp_path: Path, name: str, scale: float) -> P
 
 
 def compare(tmp_path: Path, a: Path, b: Path, out: str) -> subprocess.CompletedProcess[str]:
+    # The floor is set above what this shared machine adds to a millisecond-fast sandbox
+    # operation when another suite runs beside it (3.7 ms -> 33 ms has been seen): those
+    # differences are real, but they are the machine's. The 30 % slowdown adds ~60 ms.
     return subprocess.run([sys.executable, "-m", "crmpulse", "report", "compare", str(a), str(b),
-                           "--out", str(tmp_path / out)], capture_output=True, text=True, timeout=60,
-                          env=ENV)
+                           "--out", str(tmp_path / out), "--latency-floor", "40ms"],
+                          capture_output=True, text=True, timeout=60, env=ENV)
 
 
 def test_same_build_passes_and_a_30_percent_p95_slowdown_on_one_operation_is_flagged(
