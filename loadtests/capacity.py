@@ -102,7 +102,10 @@ class CapacityFinder:
         self.rate = None
 
     def result(self) -> dict[str, Any]:
-        breaking = next((s for s in self.steps if s.rate == self.lowest_broken), None)
+        # a rate can be tried twice (a step that held short of its rate, then the bisection
+        # lands on it again): the step that broke is the latest one at that rate that broke
+        breaking = next((s for s in reversed(self.steps) if s.rate == self.lowest_broken
+                         and not s.held), None)
         return {"highest_held_rps": self.highest_held, "first_broken_rps": self.lowest_broken,
                 "broken_by": breaking.broken if breaking else [], "stopped": self.stopped,
                 "steps": [asdict(s) for s in self.steps]}

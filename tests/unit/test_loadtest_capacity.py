@@ -37,3 +37,15 @@ def test_a_generator_that_cannot_reach_the_rate_stops_the_search_and_says_so() -
     finder = search(400, reach=120)
     assert finder.highest_held is not None and finder.highest_held <= 120
     assert finder.stopped.startswith("the generator reached")
+
+
+def test_the_result_names_the_gates_of_the_step_that_broke_even_at_a_rate_tried_before() -> None:
+    finder = CapacityFinder(start=400, cap=1000)
+    finder.steps.append(Step(rate=400, held=True))
+    finder.judge(held=True, achieved=380)  # held, short of its rate: proves 380
+    finder.steps.append(Step(rate=800, held=False, broken=["p95"]))
+    finder.judge(held=False, achieved=700)
+    finder.rate = 400.0  # the bisection lands on 400 again
+    finder.steps.append(Step(rate=400, held=False, broken=["FAILED global p95"]))
+    finder.judge(held=False, achieved=390)
+    assert finder.result()["broken_by"] == ["FAILED global p95"]
