@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import re
 import socket
@@ -41,6 +42,8 @@ from crmpulse.config import (
 from crmpulse.contract import PHASES
 from crmpulse.profile import RenderedRequest
 from crmpulse.steps import evaluate_expect
+
+from .transport import ProbeTransport
 
 __all__ = ["Outcome", "StepOutcome", "TargetRunner"]
 
@@ -82,6 +85,12 @@ class Outcome:
         return self
 
 
+@functools.cache
+def _default_context(verify: bool) -> ssl.SSLContext:
+    """httpx's context for ``verify`` (certifi's roots), shared: loading it costs ~1 MB."""
+    return httpx.create_ssl_context(verify=verify)
+
+
 class TargetRunner:
     """Runs checks against one target with a shared client and shared credentials.
 
@@ -96,9 +105,13 @@ class TargetRunner:
             update={"base_url": base_url.rstrip("/")})
         self.target = target
         options = http_options(target)
-        options["limits"] = httpx.Limits(max_keepalive_connections=0, max_connections=1000)
+        # TLS contexts and files load here, so a config whose files are missing fails
+        # when its runners are built (before a reload swaps them in), not at the first run
+        verify = options.pop("verify")
+        context = verify if isinstance(verify, ssl.SSLContext) else _default_context(verify)
         self.client = AsyncClient(target=target, profile=loaded.profile,
-                                  http=httpx.AsyncClient(**options))
+                                  http=httpx.AsyncClient(**options,
+                                                         transport=ProbeTransport(context)))
         self.auth = self.client.session.auth
 
     async def aclose(self) -> None:
@@ -129,7 +142,8 @@ class TargetRunner:
         except Exception as exc:  # a bug must not take the exporter down; say what it was
             outcome.fail("assertion", f"internal error: {exc.__class__.__name__}")
         finally:
-            elapsed = time.perf_counter() - start
+            # the time the loop kept finished replies waiting is the exporter's, not the CRM's
+            elapsed = time.perf_counter() - start - probe.stalled
             outcome.auth_duration = session.auth_elapsed - auth_before
             outcome.duration = max(0.0, elapsed - outcome.auth_duration)
             for trace in probe.traces or []:
