@@ -5,13 +5,20 @@ Each check is an asyncio task that sleeps until its next tick, waits for a slot
 schedules the next tick. A run that outlasts its interval skips the ticks it
 missed (counted as overruns) instead of piling runs up. Scrapes never wait for a
 check: they read the last recorded results.
+
+First runs come within the first few seconds (results soon after a start); from the
+second run on, each check keeps a phase in its interval taken from a hash of its name,
+so thousands of checks with the same interval are spread evenly over it instead of
+firing in bursts (which would make scrapes and CPU use spiky).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -23,6 +30,11 @@ from .checks import Outcome, TargetRunner
 __all__ = ["Scheduler"]
 
 log = logging.getLogger("crmpulse.probe")
+
+
+def _phase(name: str) -> float:
+    """A fraction of the interval in [0, 1) fixed by the check's name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") / 2**32
 
 
 class Scheduler:
@@ -43,6 +55,10 @@ class Scheduler:
         self.tasks = [loop.create_task(self._loop(check), name=f"check:{check.name}")
                       for check in self.checks]
 
+    def running(self) -> int:
+        """How many checks' schedules are alive (a task that died is not running)."""
+        return sum(1 for task in self.tasks if not task.done())
+
     async def stop(self) -> None:
         for task in self.tasks:
             task.cancel()
@@ -53,9 +69,11 @@ class Scheduler:
 
     async def _loop(self, check: Check) -> None:
         # Spread first runs over the first interval so 200 checks do not fire at once.
+        start = time.monotonic()
         if self.spread:
             await asyncio.sleep(random.uniform(0, min(check.interval, 5.0)))
         next_tick = time.monotonic()
+        first = self.spread
         while True:
             async with self.slots:
                 outcome = await self.runner.run(check)
@@ -68,8 +86,14 @@ class Scheduler:
                 log.info("check failed check=%s reason=%s message=%r", check.name,
                          outcome.reason, outcome.message)
             jitter = check.interval * check.jitter / 100
-            next_tick += check.interval + random.uniform(-jitter, jitter)
             now = time.monotonic()
+            if first:  # from now on, keep this check's own phase in the interval
+                first = False
+                phase = start + _phase(check.name) * check.interval
+                next_tick = phase + math.ceil((now - phase) / check.interval) * check.interval
+                await asyncio.sleep(max(0.0, next_tick - now))
+                continue
+            next_tick += check.interval + random.uniform(-jitter, jitter)
             if next_tick < now:
                 missed = int((now - next_tick) // check.interval) + 1
                 self.on_overrun(check, missed)

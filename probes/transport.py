@@ -47,7 +47,7 @@ import httpx
 
 from crmpulse.client import PROBE_CONTEXT
 
-__all__ = ["MAX_HEADERS", "MAX_HEAD_BYTES", "ProbeTransport"]
+__all__ = ["MAX_HEADERS", "MAX_HEAD_BYTES", "ProbeTransport", "received"]
 
 #: Largest response head (status line and header fields) accepted, in bytes.
 MAX_HEAD_BYTES = 64 * 1024
@@ -68,6 +68,9 @@ _SO_TIMESTAMPNS = 35 if sys.platform == "linux" and platform.machine() in (
     "x86_64", "aarch64", "i686", "i386", "armv7l", "armv8l", "ppc64le", "s390x", "riscv64") else None
 _ANCILLARY = socket.CMSG_SPACE(16) if _SO_TIMESTAMPNS else 0
 _TCP_INFO = getattr(socket, "TCP_INFO", None)
+
+#: Response bytes read by every probe so far (the exporter trims memory after bursts).
+received = 0
 
 
 def _handshake_rtt(sock: socket.socket) -> float | None:
@@ -236,6 +239,8 @@ class _Exchange:
             self.close()
             self._wake()
             return
+        global received
+        received += len(data)
         arrived = now
         for level, kind, value in ancillary:
             if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
