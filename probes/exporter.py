@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
+import gc
 import html
 import logging
 import signal
 import ssl
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -249,6 +250,12 @@ class Exporter:
                 await pair.start()
             except Exception:  # one pair's bad start must not keep the others from running
                 log.exception("sync pair %s did not start", pair.pair.name)
+        # A full garbage collection walks every object: at thousands of checks that stops the
+        # loop for 100+ ms, often in the middle of a scrape. What was built here lives until
+        # the next reload, so it leaves the collector's view (reference counting still frees
+        # it; the next reload unfreezes it first, so cycles in the old set are collected).
+        gc.collect()
+        gc.freeze()
 
     async def stop(self) -> None:
         running, self.current = self.current, None
@@ -314,6 +321,7 @@ class Exporter:
                         metric.remove(old_target)
                 self.metrics.checks.keep(set())
             self.current = None
+            gc.unfreeze()
             await self._activate(running)
             if old is not None:
                 for pair in old.pairs.values():
@@ -345,8 +353,16 @@ class Exporter:
 
     # -- rendering and /probe --------------------------------------------------------------
 
-    def render(self, accept: str = "") -> tuple[bytes, str]:
-        return self.metrics.render(accept)
+    def render(self, accept: str = "", compress: bool = False) -> tuple[bytes, str]:
+        """The /metrics body for these request headers, gzipped when ``compress``."""
+        start = time.perf_counter()
+        chunks, content_type = self.metrics.render(accept)
+        # gzip on the loop, not a thread: a thread would wait for the GIL after each chunk
+        # (measured: 100-250 ms scrapes), while ~10 ms here delays no probe's timing
+        # (transport.py stamps arrivals in the kernel)
+        body = _gzip(chunks) if compress else b"".join(chunks)
+        self.metrics.scrape.observe(time.perf_counter() - start)
+        return body, content_type
 
     def check_named(self, name: str) -> Check | None:
         return next((c for c in self.loaded.config.probes.checks if c.name == name), None)
@@ -463,6 +479,11 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def _gzip(chunks: list[bytes]) -> bytes:
+    packer = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: the gzip container
+    return b"".join([*(packer.compress(chunk) for chunk in chunks), packer.flush()])
+
+
 def _accepts_gzip(header: str) -> bool:
     for token in header.split(","):
         name, _, params = token.strip().partition(";")
@@ -490,11 +511,10 @@ def create_app(exporter: Exporter) -> Starlette:
             await exporter.stop()
 
     async def metrics(request: Request) -> Response:
-        body, content_type = exporter.render(request.headers.get("accept", ""))
+        compress = _accepts_gzip(request.headers.get("accept-encoding", ""))
+        body, content_type = exporter.render(request.headers.get("accept", ""), compress)
         headers = {"Vary": "Accept-Encoding"}
-        if _accepts_gzip(request.headers.get("accept-encoding", "")):
-            # zlib lets go of the GIL: compressing megabytes on a thread keeps the loop free
-            body = await asyncio.to_thread(gzip.compress, body, GZIP_LEVEL, mtime=0)
+        if compress:
             headers["Content-Encoding"] = "gzip"
         return Response(body, headers=headers, media_type=content_type)
 

@@ -98,6 +98,34 @@ class _Histogram:
         self.sum += value
 
 
+_TEMPLATES: dict[tuple[Any, ...], list[bytes]] = {}
+_CHECK, _TARGET = "\x00check\x00", "\x00target\x00"
+
+
+def _templates(series: CheckSeries) -> list[bytes]:
+    """Per family, the bytes of its lines with ``%s`` for check, target and value of each.
+
+    Shared by every check of the same shape (all http checks, typically): a check keeps
+    only its values and its rendered lines. Labels are sorted as prometheus_client sorts
+    them, so ``check`` comes first and ``target`` last on every line.
+    """
+    templates = _TEMPLATES.get(series.shape)
+    if templates is None:
+        templates = []
+        for family in series._lines(_CHECK, _TARGET):
+            text = ""
+            for name, labels in family:
+                pairs = ",".join(f'{k}="{_escape_label(v) if v not in (_CHECK, _TARGET) else v}"'
+                                 for k, v in sorted(labels.items()))
+                text += f"{name}{{{pairs}}} \x00value\x00\n"
+            text = text.replace("%", "%%")
+            for marker in (_CHECK, _TARGET, "\x00value\x00"):
+                text = text.replace(marker, "%s")
+            templates.append(text.encode())
+        _TEMPLATES[series.shape] = templates
+    return templates
+
+
 class CheckSeries:
     """Every series of one check: its values, and the text of its lines until they change."""
 
@@ -123,7 +151,8 @@ class CheckSeries:
         self.tls_expiry = 0.0
         self.tls_valid = 0.0
         self.protection = dict.fromkeys(self.protections, 1.0)
-        self._prefixes = self._build_prefixes()
+        self._labels = (_escape_label(self.name).encode(), _escape_label(self.target).encode())
+        self._templates = _templates(self)
         self._parts: list[bytes] | None = None
 
     @property
@@ -168,10 +197,12 @@ class CheckSeries:
 
     # -- rendering -----------------------------------------------------------------------
 
-    def _lines(self) -> list[list[tuple[str, dict[str, str]]]]:
+    def _lines(self, check: str | None = None, target: str | None = None,
+               ) -> list[list[tuple[str, dict[str, str]]]]:
         """Per family, each line's sample name and labels, in the order values are written."""
         les = [floatToGoString(b) for b in self.buckets] + ["+Inf"]
-        base = {"target": self.target, "check": self.name}
+        base = {"target": self.target if target is None else target,
+                "check": self.name if check is None else check}
 
         def line(metric: Metric, suffix: str = "", **extra: str) -> tuple[str, dict[str, str]]:
             return metric.name + suffix, {**base, **extra}
@@ -201,15 +232,6 @@ class CheckSeries:
             lines[TLS_VALID] = [line(c.TLS_CHAIN_VALID)]
         lines[PROTECTION] = [line(c.PROTECTION_HOLDS, protection=p) for p in self.protections]
         return lines
-
-    def _build_prefixes(self) -> list[list[bytes]]:
-        """Per family, the bytes of each line up to its value (labels sorted, as
-        prometheus_client writes them)."""
-        def prefix(name: str, labels: dict[str, str]) -> bytes:
-            text = ",".join(f'{k}="{_escape_label(v)}"' for k, v in sorted(labels.items()))
-            return f"{name}{{{text}}} ".encode()
-
-        return [[prefix(name, labels) for name, labels in family] for family in self._lines()]
 
     def _values(self) -> list[list[float]]:
         def histogram(h: _Histogram) -> list[float]:
@@ -243,10 +265,11 @@ class CheckSeries:
     def parts(self) -> list[bytes]:
         """This check's lines of each family (cached until the next run)."""
         if self._parts is None:
+            check, target = self._labels
             self._parts = [
-                b"".join([prefix + floatToGoString(value).encode() + b"\n"
-                          for prefix, value in zip(prefixes, values, strict=True)])
-                for prefixes, values in zip(self._prefixes, self._values(), strict=True)]
+                template % tuple(x for v in values for x in (check, target,
+                                                              floatToGoString(v).encode()))
+                for template, values in zip(self._templates, self._values(), strict=True)]
         return self._parts
 
     def samples(self) -> Iterator[tuple[int, str, dict[str, str], float]]:
@@ -257,11 +280,20 @@ class CheckSeries:
 
 
 class CheckStore:
-    """The series of every scheduled check, by (target, check name), in config order."""
+    """The series of every scheduled check, by (target, check name), in config order.
+
+    For each family the store keeps a list with one entry per check (that check's lines
+    of the family); a run marks its check dirty, and a render first writes the dirty
+    checks' entries again, then joins each family's list: C-speed joins of cached bytes,
+    plus Python work only for the checks that ran.
+    """
 
     def __init__(self, buckets: Iterable[float]) -> None:
         self.buckets = tuple(buckets)
         self.series: dict[tuple[str, str], CheckSeries] = {}
+        self._columns: list[list[bytes]] | None = None  # per family, per check
+        self._position: dict[tuple[str, str], int] = {}
+        self._dirty: set[tuple[str, str]] = set()
 
     def prepare(self, target: str, check: Check, phase_series: bool = True) -> CheckSeries:
         """Create the check's series at zero; a check whose shape is unchanged keeps its own."""
@@ -270,34 +302,53 @@ class CheckStore:
         if old is not None and old.shape == new.shape:
             return old
         self.series[(target, check.name)] = new
+        self._columns = None
         return new
 
     def forget(self, target: str, name: str) -> None:
-        self.series.pop((target, name), None)
+        if self.series.pop((target, name), None) is not None:
+            self._columns = None
 
     def keep(self, keys: set[tuple[str, str]]) -> None:
         """Drop every check not in ``keys`` (it left the configuration or this shard)."""
         for key in [k for k in self.series if k not in keys]:
             del self.series[key]
+            self._columns = None
 
     def record(self, target: str, outcome: Outcome) -> None:
         series = self.series.get((target, outcome.check))
         if series is not None:
             series.record(outcome, outcome.finished_at or time.time())
+            self._dirty.add((target, outcome.check))
 
     def overrun(self, target: str, name: str, missed: int) -> None:
         series = self.series.get((target, name))
         if series is not None:
             series.overrun(missed)
+            self._dirty.add((target, name))
+
+    def chunks(self, openmetrics: bool = False) -> list[bytes]:
+        """The exposition of every check as a few large pieces: a header and a block per family."""
+        if self._columns is None:
+            parts = [s.parts() for s in self.series.values()]
+            self._columns = [[p[i] for p in parts] for i in range(len(FAMILIES))]
+            self._position = {key: n for n, key in enumerate(self.series)}
+        else:
+            for key in self._dirty:
+                n = self._position.get(key)
+                if n is not None:
+                    for column, part in zip(self._columns, self.series[key].parts(), strict=True):
+                        column[n] = part
+        self._dirty.clear()
+        out: list[bytes] = []
+        for header, column in zip(_HEADERS[openmetrics], self._columns, strict=True):
+            out.append(header)
+            out.append(b"".join(column))
+        return out
 
     def render(self, openmetrics: bool = False) -> bytes:
         """Every family's header and every check's lines of it (OpenMetrics without ``# EOF``)."""
-        parts = [s.parts() for s in self.series.values()]
-        out: list[bytes] = []
-        for index, header in enumerate(_HEADERS[openmetrics]):
-            out.append(header)
-            out.extend(p[index] for p in parts)
-        return b"".join(out)
+        return b"".join(self.chunks(openmetrics))
 
     def collect(self) -> Iterator[Family]:
         """The same series as prometheus_client metric families (a registry collector)."""

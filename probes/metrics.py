@@ -28,7 +28,9 @@ from prometheus_client import (
     Info,
     disable_created_metrics,
 )
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from crmpulse import __version__, contract
 from crmpulse.config import Check
@@ -96,15 +98,31 @@ class ProbeMetrics:
     def overrun(self, target: str, check_name: str, missed: int) -> None:
         self.checks.overrun(target, check_name, missed)
 
-    def render(self, accept: str = "") -> tuple[bytes, str]:
-        """The exposition for an ``Accept`` header: its bytes and content type.
+    def render(self, accept: str = "") -> tuple[list[bytes], str]:
+        """The exposition for an ``Accept`` header, as a few large pieces, and its content type.
 
-        OpenMetrics when the scraper asks for it (Prometheus does), else the classic text
-        format; prometheus_client chooses, and renders the exporter's own metrics.
+        OpenMetrics 1.0 when the scraper asks for it (Prometheus does), else the classic
+        text format; prometheus_client renders the exporter's own metrics in either.
         """
-        start = time.perf_counter()
-        encoder, content_type = choose_encoder(accept)
-        openmetrics = content_type.startswith("application/openmetrics-text")
-        body = self.checks.render(openmetrics) + encoder(self.registry)
-        self.scrape.observe(time.perf_counter() - start)
-        return body, content_type
+        if wants_openmetrics(accept):
+            return [*self.checks.chunks(True), generate_openmetrics(self.registry)], OPENMETRICS
+        return [*self.checks.chunks(False), generate_latest(self.registry)], CONTENT_TYPE_PLAIN_0_0_4
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """Whether an ``Accept`` header asks for OpenMetrics 1.0 (Prometheus's first choice).
+
+    prometheus_client's ``choose_encoder`` raises on a version it cannot parse (a scraper's
+    header must never turn into a 500) and offers versions this exporter does not write,
+    so the choice is made here: OpenMetrics 1.0.0 when it is accepted (no version means
+    1.0.0), otherwise the classic text format 0.0.4, which every scraper reads.
+    """
+    for entry in accept.split(",")[:32]:
+        kind, *params = (part.strip() for part in entry.split(";"))
+        if kind.lower() != "application/openmetrics-text":
+            continue
+        values = dict(p.partition("=")[::2] for p in params)
+        if values.get("version", "1.0.0") in ("1.0.0", "") and values.get("q", "1") not in (
+                "0", "0.0", "0.00", "0.000"):
+            return True
+    return False

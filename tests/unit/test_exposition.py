@@ -21,7 +21,7 @@ CHECKS: list[Check] = [TypeAdapter(Check).validate_python(c) for c in [
     {"name": "api_read", "kind": "http", "operation": "list_accounts"},
     {"name": "journey", "kind": "journey", "steps": [
         {"operation": "authenticate"}, {"operation": "search_contacts", "with": {"q": "x"}},
-        {"operation": "get_contact", "name": 'odd "step"\\name'}]},
+        {"operation": "get_contact", "name": 'odd "step"\\name at 100%s'}]},
     {"name": "cert", "kind": "tls"},
     {"name": "guard", "kind": "protection", "hsts": True, "forbidden_patterns": ["ssn"]},
 ]]
