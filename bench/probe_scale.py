@@ -245,7 +245,7 @@ def main() -> int:
         for exporter in exporters:
             text = httpx.get(exporter.url + "/metrics", timeout=30).text
             counts.append(int(float(next(line.split()[-1] for line in text.splitlines()
-                                         if line.startswith("crmpulse_checks_configured{")))))
+                                         if line.startswith("crmpulse_checks_running{")))))
         for exporter, count in zip(exporters, counts, strict=True):
             wait_all_ran(exporter, count, INTERVAL + 30)
         time.sleep(INTERVAL)  # one more interval: the schedule settles into its phases

@@ -173,10 +173,10 @@ CONFIG_RELOADS = Metric("crmpulse_config_reloads", "counter",
 SCRAPE_DURATION = Metric("crmpulse_exporter_scrape_duration_seconds", "histogram",
                          "Time to render /metrics.")
 CHECKS_CONFIGURED = Metric("crmpulse_checks_configured", "gauge",
-                           "Checks in the running configuration.", ("target",))
+                           "Checks in the running configuration (all shards').", ("target",))
 CHECKS_RUNNING = Metric("crmpulse_checks_running", "gauge",
-                        "Checks of the running configuration whose schedule is running "
-                        "(this shard's share; /-/ready reports the same).", ("target",))
+                        "Checks whose schedule is running on this exporter (its shard's share; "
+                        "/-/ready reports the same).", ("target",))
 SHARD_INFO = Metric("crmpulse_exporter_shard", "info",
                     "Which share of the checks this exporter runs (index of count).",
                     ("index", "count"))

@@ -240,7 +240,7 @@ class Exporter:
             self.metrics.prepare(target, check, phase_default if check.phase_series is None
                                  else check.phase_series)
         self.metrics.checks.keep({(target, c.name) for c in running.checks})
-        self.metrics.configured.labels(target).set(len(running.checks))
+        self.metrics.configured.labels(target).set(len(running.loaded.config.probes.checks))
         self.metrics.running.labels(target).set_function(running.scheduler.running)
         index, count = running.shard
         self.metrics.shard.info({"index": str(index), "count": str(count)})

@@ -38,7 +38,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     Raises ValueError with a message fit for the command line.
     """
     index, sep, count = text.strip().rpartition("/")
-    ordinal = re.search(r"(?:^|-)(\d+)$", index)
+    ordinal = re.fullmatch(r"(?:.+-)?(\d+)", index)
     if not sep or not count.isdigit() or ordinal is None:
         raise ValueError(f'expected INDEX/COUNT like "2/5" (INDEX may be a StatefulSet pod '
                          f'name like "crmpulse-probe-2"), got "{text}"')
