@@ -1,82 +1,67 @@
-"""Fault-injection knobs the admin API turns, and the rate limiter behind one of them."""
+"""Fault-injection knobs the admin API turns, and the two throttles behind them.
+
+``Faults`` is the knob set (a pydantic model, so the admin API's patch model and its
+OpenAPI schema derive from the same fields and ranges). ``TokenBucket`` is the rate
+limiter behind ``rate_limit_rps``; ``CapacityQueue`` is the saturated server behind
+``capacity_rps``.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
-from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["Faults", "TokenBucket"]
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["CapacityQueue", "Faults", "TokenBucket"]
 
 
-@dataclass
-class Faults:
+class Faults(BaseModel):
     """Everything the admin API can break. Defaults are a healthy CRM.
 
-    Latency, errors, outage and rate limiting apply to API and token requests whose
-    path starts with ``path_prefix`` (all of them when empty); sync and webhook knobs
-    act on the sync worker and webhook deliverer; ``auth_enforced`` and
+    Latency, errors, outage, rate limiting and capacity apply to API and token requests
+    whose path starts with ``path_prefix`` (all of them when empty); sync and webhook
+    knobs act on the sync worker and webhook deliverer; ``auth_enforced`` and
     ``expose_sensitive`` break the CRM's protections on purpose.
     """
 
-    latency_ms: float = 0.0
-    jitter_ms: float = 0.0
-    error_rate: float = 0.0
-    error_status: int = 500
-    outage: bool = False
-    outage_status: int = 503
-    rate_limit_rps: float = 0.0
-    retry_after_s: int = 1
-    path_prefix: str = ""
-    sync_lag_ms: float = 0.0
-    sync_jitter_ms: float = 0.0
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False,
+                              validate_assignment=False)
+
+    latency_ms: float = Field(0.0, ge=0, le=600_000, description="added delay per request")
+    jitter_ms: float = Field(0.0, ge=0, le=600_000, description="plus uniform random jitter")
+    error_rate: float = Field(0.0, ge=0, le=1, description="fraction of requests that fail")
+    error_status: int = Field(500, ge=400, le=599, description="status of injected errors")
+    outage: bool = Field(False, description="answer every request with outage_status")
+    outage_status: int = Field(503, ge=400, le=599)
+    rate_limit_rps: float = Field(0.0, ge=0, le=1e6, description="token bucket; 0 = off")
+    retry_after_s: int = Field(1, ge=0, le=3600, description="Retry-After of a 429")
+    capacity_rps: float = Field(0.0, ge=0, le=1e6,
+                                description="requests per second the CRM can serve; 0 = unlimited")
+    capacity_queue: int = Field(0, ge=0, le=1_000_000,
+                                description="most requests waiting for capacity; 0 = unbounded")
+    path_prefix: str = Field("", max_length=200, description="limit request faults to this prefix")
+    sync_lag_ms: float = Field(0.0, ge=0, le=3_600_000)
+    sync_jitter_ms: float = Field(0.0, ge=0, le=3_600_000)
     sync_stall: bool = False
-    sync_max_rate: float = 0.0
-    webhook_delay_ms: float = 0.0
+    sync_max_rate: float = Field(0.0, ge=0, le=1e6, description="changes per second; 0 = unlimited")
+    webhook_delay_ms: float = Field(0.0, ge=0, le=600_000)
     auth_enforced: bool = True
     expose_sensitive: bool = False
     hsts: bool = True
 
-    _RANGES = {
-        "latency_ms": (0, 600_000), "jitter_ms": (0, 600_000), "error_rate": (0, 1),
-        "error_status": (400, 599), "outage_status": (400, 599), "rate_limit_rps": (0, 1e6),
-        "retry_after_s": (0, 3600), "sync_lag_ms": (0, 3_600_000),
-        "sync_jitter_ms": (0, 3_600_000), "sync_max_rate": (0, 1e6),
-        "webhook_delay_ms": (0, 600_000),
-    }
-
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def validate_patch(cls, patch: Any) -> list[dict[str, Any]]:
-        """Field errors for a partial update, in the same shape as the API's 422s."""
-        if not isinstance(patch, dict):
-            return [{"loc": ["body"], "msg": "expected a JSON object of fault knobs"}]
-        known = {f.name: f for f in fields(cls)}
-        errors = []
-        for key, value in patch.items():
-            if key not in known:
-                errors.append({"loc": ["body", key], "msg": "unknown fault knob"})
-                continue
-            kind = known[key].type
-            if kind == "bool" and not isinstance(value, bool):
-                errors.append({"loc": ["body", key], "msg": "expected true or false"})
-            elif kind == "str" and not isinstance(value, str):
-                errors.append({"loc": ["body", key], "msg": "expected a string"})
-            elif kind in ("float", "int"):
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    errors.append({"loc": ["body", key], "msg": "expected a number"})
-                    continue
-                low, high = cls._RANGES[key]
-                if not low <= value <= high:
-                    errors.append({"loc": ["body", key], "msg": f"expected {low} to {high}"})
-        return errors
+        return self.model_dump()
 
     def apply(self, patch: dict[str, Any]) -> None:
+        """Set already validated knobs (a partial update merges)."""
         for key, value in patch.items():
-            setattr(self, key, int(value) if key in ("error_status", "outage_status",
-                                                     "retry_after_s") else value)
+            setattr(self, key, value)
+
+    def applies_to(self, path: str) -> bool:
+        return not self.path_prefix or path.startswith(self.path_prefix)
 
 
 class TokenBucket:
@@ -97,3 +82,77 @@ class TokenBucket:
             self.tokens -= 1
             return True
         return False
+
+
+class CapacityQueue:
+    """A server that serves ``rate`` requests per second, first come first served.
+
+    Each request takes the next free service slot (slots are ``1/rate`` seconds apart)
+    and waits until its slot begins. Below capacity a request finds its slot free and
+    does not wait; above it the slots run ahead of the clock, so the wait grows for as
+    long as arrivals outpace the rate, the way a saturated server's latency does. The
+    slots are reckoned on a virtual clock, so the served rate is exact however late the
+    event loop wakes a waiter. With ``max_queue`` set, a request that would wait behind
+    that many others is refused instead.
+
+        queue = CapacityQueue()
+        if not await queue.admit(rate=150, max_queue=0):
+            ...  # the queue is full: answer 503
+    """
+
+    def __init__(self) -> None:
+        self.rate = 0.0
+        self.next_free = 0.0
+        self.refused = 0
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    def reserve(self, now: float, rate: float, max_queue: int = 0) -> float | None:
+        """Take a slot for a request arriving at ``now``: seconds to wait, or None if full."""
+        if rate <= 0:
+            return 0.0
+        if rate != self.rate:
+            self.rate, self.next_free = rate, now
+        start = max(now, self.next_free)
+        if max_queue and self.waiting(now) >= max_queue:
+            self.refused += 1
+            return None
+        self.next_free = start + 1 / rate
+        return start - now
+
+    def waiting(self, now: float | None = None) -> int:
+        """Requests holding a slot that has not begun yet (slots are back to back)."""
+        if now is None:
+            now = asyncio.get_running_loop().time()
+        if self.rate <= 0 or self.next_free <= now:
+            return 0
+        return max(0, math.ceil((self.next_free - now) * self.rate - 1e-9) - 1)
+
+    async def admit(self, rate: float, max_queue: int = 0) -> bool:
+        """Wait for this request's slot; False when the queue is full."""
+        loop = asyncio.get_running_loop()
+        wait = self.reserve(loop.time(), rate, max_queue)
+        if wait is None:
+            return False
+        if wait <= 0:
+            return True
+        done: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(wait, _finish, done)
+        self._waiters.add(done)
+        try:
+            await done
+        finally:
+            self._waiters.discard(done)
+            timer.cancel()
+        return True
+
+    def release(self) -> None:
+        """Let every waiting request through and start afresh (the knob changed)."""
+        for done in list(self._waiters):
+            _finish(done)
+        self._waiters.clear()
+        self.rate = 0.0
+
+
+def _finish(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)

@@ -47,6 +47,10 @@ class SearchIndex:
         for term in self._doc_terms(doc):
             self.terms.setdefault(term, set()).add(doc_id)
 
+    def clear(self) -> None:
+        self.docs.clear()
+        self.terms.clear()
+
     def remove(self, doc_id: str) -> None:
         doc = self.docs.pop(doc_id, None)
         if doc is None:
@@ -107,6 +111,13 @@ class SyncWorker:
 
     def notify(self) -> None:
         self.wake.set()
+
+    def skip_to(self, seq: int) -> None:
+        """Treat every change up to ``seq`` as applied (the index was rebuilt)."""
+        self._pending = []
+        self.applied_seq = seq
+        self.store.trim_changes(seq)
+        self.notify()
 
     def backlog(self) -> int:
         return max(0, self.store.last_change() - self.applied_seq)

@@ -3,6 +3,8 @@
 Names look like a real customer base so journeys exercise realistic payload sizes
 and search terms, but every email and website lives under the reserved ``.example``
 domain, so seeded data can never be mistaken for (or mailed as) real customers.
+The same N always gives the same records with the same ids, so ``POST /admin/reset``
+brings back exactly the records a test saw at start.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import random
 from datetime import date, timedelta
 from typing import Any
 
-__all__ = ["seed"]
+from .store import TABLES
+
+__all__ = ["LEAD_STATUSES", "STAGES", "seed"]
 
 FIRST = ["Ava", "Liam", "Mia", "Noah", "Emma", "Lucas", "Sofia", "Mateo", "Olivia", "Elijah",
          "Amara", "Kenji", "Priya", "Tomasz", "Ingrid", "Diego", "Chloe", "Yusuf", "Hana", "Omar",
@@ -30,6 +34,8 @@ TITLES = ["Head of Procurement", "CFO", "IT Manager", "Operations Lead", "VP Sal
 COUNTRIES = ["US", "DE", "FR", "GB", "JP", "BR", "IN", "NG", "SE", "PL", "CA", "AU"]
 STAGES = ["prospecting", "qualification", "proposal", "negotiation", "closed_won", "closed_lost"]
 KINDS = ["call", "email", "meeting", "note", "task"]
+LEAD_STATUSES = ["new", "working", "qualified", "disqualified"]
+LEAD_SOURCES = ["web", "event", "referral", "partner", "cold_call"]
 
 
 def _slug(text: str) -> str:
@@ -37,33 +43,48 @@ def _slug(text: str) -> str:
 
 
 def seed(store: Any, contacts: int, rng: random.Random | None = None) -> None:
-    """Insert ``contacts`` contacts plus proportional accounts, deals and activities."""
+    """Insert ``contacts`` contacts plus proportional accounts, deals, activities and leads."""
     rng = rng or random.Random(1)
+    ids = random.Random(2)  # its own stream, so adding a kind of record leaves the others be
+
+    def insert(table: str, values: dict[str, Any]) -> dict[str, Any]:
+        record: dict[str, Any] = store.insert(
+            table, values, record_id=f"{TABLES[table]}_{ids.getrandbits(64):016x}")
+        return record
+
     accounts = []
     for i in range(max(1, contacts // 10)):
         name = f"{rng.choice(COMPANY_A)} {rng.choice(COMPANY_B)}"
         if i >= len(COMPANY_A) * len(COMPANY_B) // 2:
             name += f" {i}"
-        accounts.append(store.insert("accounts", {
+        accounts.append(insert("accounts", {
             "name": name, "industry": rng.choice(INDUSTRIES),
             "website": f"https://{_slug(name)}.example", "country": rng.choice(COUNTRIES)}))
     for i in range(contacts):
         first, last = rng.choice(FIRST), rng.choice(LAST)
         account = rng.choice(accounts)
         domain = account["website"].removeprefix("https://")
-        contact = store.insert("contacts", {
+        contact = insert("contacts", {
             "first_name": first, "last_name": last,
             "email": f"{_slug(first)}.{_slug(last)}{i}@{domain}",
             "phone": f"+1-555-01{rng.randint(0, 99):02d}", "title": rng.choice(TITLES),
             "account_id": account["id"], "tags": [], "custom": {},
             "tax_id": f"9{rng.randint(0, 99):02d}-{rng.randint(70, 99)}-{rng.randint(0, 9999):04d}"})
         if i % 3 == 0:
-            deal = store.insert("deals", {
+            deal = insert("deals", {
                 "name": f"{account['name']} renewal", "amount": float(rng.randint(5, 500) * 100),
                 "currency": "USD", "stage": rng.choice(STAGES), "account_id": account["id"],
                 "contact_id": contact["id"], "tags": [],
                 "close_date": (date(2026, 1, 1) + timedelta(days=rng.randint(0, 364))).isoformat()})
-            store.insert("activities", {
+            insert("activities", {
                 "kind": rng.choice(KINDS), "subject": f"Follow-up on {deal['name']}",
                 "contact_id": contact["id"], "deal_id": deal["id"], "notes": "", "tags": [],
                 "occurred_at": f"2026-{rng.randint(1, 11):02d}-{rng.randint(1, 28):02d}T10:00:00Z"})
+    for i in range(max(3, contacts // 10) if contacts else 0):
+        first, last = rng.choice(FIRST), rng.choice(LAST)
+        company = f"{rng.choice(COMPANY_A)} {rng.choice(COMPANY_B)}"
+        insert("leads", {
+            "first_name": first, "last_name": last, "company": company,
+            "email": f"{_slug(first)}.{_slug(last)}.lead{i}@{_slug(company)}.example",
+            "status": LEAD_STATUSES[i % len(LEAD_STATUSES)], "source": rng.choice(LEAD_SOURCES),
+            "tags": []})

@@ -10,7 +10,8 @@ from typing import Any
 
 import uvicorn
 
-from .app import SandboxSettings, create_app
+from .app import create_app
+from .engine import SandboxSettings
 
 __all__ = ["SandboxServer", "bind"]
 

@@ -1,4 +1,4 @@
-"""The sandbox CRM's system of record: contacts, accounts, deals and activities in SQLite.
+"""The sandbox CRM's system of record: contacts, accounts, deals, leads and activities in SQLite.
 
 Every write to a contact also appends to a change log (``changes``); the sync worker
 reads that log to feed the search index, the way a real CRM's search is fed by CDC.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import sqlite3
 import time
@@ -40,12 +41,18 @@ CREATE TABLE IF NOT EXISTS activities (
     deal_id TEXT, notes TEXT, tags TEXT NOT NULL DEFAULT '[]', occurred_at TEXT NOT NULL,
     created_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS activities_contact ON activities(contact_id);
+CREATE TABLE IF NOT EXISTS leads (
+    id TEXT PRIMARY KEY, first_name TEXT NOT NULL, last_name TEXT NOT NULL,
+    email TEXT NOT NULL, company TEXT, status TEXT NOT NULL, source TEXT,
+    tags TEXT NOT NULL DEFAULT '[]', created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS leads_email ON leads(email);
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, entity TEXT NOT NULL, entity_id TEXT NOT NULL,
     op TEXT NOT NULL, at REAL NOT NULL);
 """
 
-TABLES = {"contacts": "con", "accounts": "acc", "deals": "deal", "activities": "act"}
+TABLES = {"contacts": "con", "accounts": "acc", "deals": "deal", "leads": "lead",
+          "activities": "act"}
 _JSON_COLUMNS = {"tags", "custom"}
 
 
@@ -53,15 +60,23 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_CURSOR = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_ROWID = re.compile(rb"[1-9][0-9]{0,18}")
+MAX_ROWID = 2**63 - 1  # SQLite's largest integer
+
+
 def encode_cursor(rowid: int) -> str:
     return base64.urlsafe_b64encode(str(rowid).encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> int | None:
-    try:
-        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
-    except (ValueError, UnicodeDecodeError):
+    """The rowid a cursor from ``encode_cursor`` stands for; None for anything else."""
+    if not _CURSOR.fullmatch(cursor) or len(cursor) % 4 == 1:
         return None
+    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    if not _ROWID.fullmatch(raw) or int(raw) > MAX_ROWID or encode_cursor(int(raw)) != cursor:
+        return None
+    return int(raw)
 
 
 class Store:
@@ -84,9 +99,10 @@ class Store:
         row = self.db.execute(f"SELECT * FROM {table} WHERE id = ?", (record_id,)).fetchone()
         return _row(row) if row else None
 
-    def insert(self, table: str, values: dict[str, Any]) -> dict[str, Any]:
+    def insert(self, table: str, values: dict[str, Any], record_id: str | None = None
+               ) -> dict[str, Any]:
         record = dict(values)
-        record["id"] = f"{TABLES[table]}_{secrets.token_hex(8)}"
+        record["id"] = record_id or f"{TABLES[table]}_{secrets.token_hex(8)}"
         stamp = now_iso()
         record["created_at"] = stamp
         if table != "activities":
@@ -149,6 +165,11 @@ class Store:
                                (per_page, (page - 1) * per_page)).fetchall()
         return [_row(r) for r in rows], total
 
+    def clear(self) -> None:
+        """Delete every record and the change log (the sequence keeps counting)."""
+        for table in (*TABLES, "changes"):
+            self.db.execute(f"DELETE FROM {table}")
+
     def count(self, table: str) -> int:
         return int(self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
@@ -177,7 +198,9 @@ class Store:
             (seq, limit)).fetchall()
 
     def last_change(self) -> int:
-        return int(self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
+        """The last sequence number handed out (trimmed or cleared changes included)."""
+        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
+        return int(row[0]) if row else 0
 
     def trim_changes(self, upto: int) -> None:
         self.db.execute("DELETE FROM changes WHERE seq <= ?", (upto,))
@@ -187,8 +210,14 @@ def _col(name: str, value: Any) -> Any:
     return json.dumps(value) if name in _JSON_COLUMNS else value
 
 
+# NaN or Infinity could only come from a file written before the API refused them; read
+# them as null, so that one old record cannot break every page that holds it.
+_DECODER = json.JSONDecoder(parse_constant=lambda _: None)
+
+
 def _row(row: sqlite3.Row) -> dict[str, Any]:
     record = {k: row[k] for k in row.keys() if k != "_rowid"}  # noqa: SIM118
     for key in _JSON_COLUMNS & record.keys():
-        record[key] = json.loads(record[key]) if record[key] else ([] if key == "tags" else {})
+        record[key] = (_DECODER.decode(record[key]) if record[key]
+                       else ([] if key == "tags" else {}))
     return record

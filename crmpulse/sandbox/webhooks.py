@@ -23,15 +23,23 @@ import httpx
 from .faults import Faults
 from .store import now_iso
 
-__all__ = ["EVENT_TYPES", "WebhookHub", "loopback_url_error"]
+__all__ = ["EVENT_TYPES", "MAX_HOOKS", "WebhookHub", "loopback_url_error"]
 
-EVENT_TYPES = sorted(f"{e}.{op}" for e in ("contact", "account", "deal", "activity")
+EVENT_TYPES = sorted(f"{e}.{op}" for e in ("contact", "account", "deal", "lead", "activity")
                      for op in ("created", "updated", "deleted"))
+MAX_HOOKS = 100
 _RETRY_DELAYS = (0.5, 1.0, 2.0)
 
 
 def loopback_url_error(url: str) -> str | None:
-    parts = urlsplit(url)
+    """Why the sandbox would not deliver to ``url``, or None when it would."""
+    try:
+        parts = urlsplit(url)
+        httpx.URL(url)
+        if parts.port is not None and not 0 < parts.port < 65536:
+            raise ValueError
+    except (ValueError, httpx.InvalidURL):
+        return "expected an http(s) URL"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "expected an http(s) URL"
     host = parts.hostname
@@ -77,6 +85,13 @@ class WebhookHub:
         self.hooks[hook_id] = hook
         return hook
 
+    def clear(self) -> None:
+        """Forget every registration and drop deliveries not yet made."""
+        self.hooks.clear()
+        while not self.queue.empty():
+            self.queue.get_nowait()
+            self.queue.task_done()
+
     def emit(self, entity: str, op: str, record: dict[str, Any]) -> None:
         event_type = f"{entity}.{op}"
         targets = [h for h in self.hooks.values() if not h["events"] or event_type in h["events"]]
@@ -116,7 +131,7 @@ class WebhookHub:
                 if response.status_code < 300:
                     self.delivered += 1
                     return
-            except httpx.HTTPError:
+            except (httpx.HTTPError, httpx.InvalidURL):
                 pass
             if attempt == len(_RETRY_DELAYS):
                 self.failed += 1
