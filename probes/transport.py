@@ -581,18 +581,18 @@ def _head(request: httpx.Request, body: bytes) -> bytes:
     if any(c in target for c in (b" ", *_FORBIDDEN)) or not method.isalpha():
         raise httpx.LocalProtocolError("request line holds forbidden characters")
     lines = [method, b" ", target, b" HTTP/1.1\r\n"]
-    chunked = close = False
+    chunked = False
     for name, value in request.headers.raw:
         if any(c in name or c in value for c in _FORBIDDEN) or b":" in name:
             # a value a CRM sent back (a saved id, a token) must not inject a header
             raise httpx.LocalProtocolError(f"header {name.decode(errors='replace')!r} holds "
                                            "a line break or NUL")
         lowered = name.lower()
+        if lowered == b"connection":
+            continue  # httpx's default is keep-alive; this connection is never reused
         chunked = chunked or (lowered == b"transfer-encoding" and b"chunked" in value.lower())
-        close = close or lowered == b"connection"
         lines += [name, b": ", value, b"\r\n"]
-    if not close:
-        lines.append(b"Connection: close\r\n")  # never reused: let the server close first
+    lines.append(b"Connection: close\r\n")  # so the server closes first, as with blackbox
     lines.append(b"\r\n")
     if chunked:
         body = (b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)) if body else b"0\r\n\r\n"
