@@ -225,14 +225,15 @@ class Exporter:
         tune_allocator()
         running = self.pending or self.build()
         self.pending = None
-        await self._activate(running)
+        self._activate(running)
+        await self._start_pairs(running)
         self.metrics.reloaded(True)
         log.info("started target=%s checks=%d of %d (shard %d/%d) sync_pairs=%d", self.target,
                  len(running.checks), len(self.loaded.config.probes.checks), *running.shard,
                  len(running.pairs))
 
-    async def _activate(self, running: RunningSet) -> None:
-        """Make ``running`` the running set and start it (the caller stopped the old one)."""
+    def _activate(self, running: RunningSet) -> None:
+        """Make ``running`` the running set and start its checks (the old ones are stopped)."""
         self.loaded, self.current = running.loaded, running
         target = self.target
         phase_default = running.loaded.config.probes.phase_series
@@ -245,6 +246,9 @@ class Exporter:
         index, count = running.shard
         self.metrics.shard.info({"index": str(index), "count": str(count)})
         running.scheduler.start()
+
+    async def _start_pairs(self, running: RunningSet) -> None:
+        """Start the sync pairs (their old runners, holding the same markers, are stopped)."""
         for pair in running.pairs.values():
             try:
                 await pair.start()
@@ -322,12 +326,16 @@ class Exporter:
                 self.metrics.checks.keep(set())
             self.current = None
             gc.unfreeze()
-            await self._activate(running)
+            self._activate(running)  # the checks run again; the sync pairs follow
             if old is not None:
+                # an old pair stops (deleting its records) before the new one of the same
+                # name starts: a new heartbeat must not adopt a record about to be deleted
                 for pair in old.pairs.values():
                     await pair.stop()
                     if pair.pair.name not in running.pairs or old_target != self.target:
                         self.sync_metrics.forget(old_target, pair.pair.name)
+            await self._start_pairs(running)
+            if old is not None:
                 await _close(old.runners())
             await _close(list(self.probe_runners.values()))
             self.probe_runners.clear()
