@@ -227,6 +227,7 @@ class Exporter:
         self.pending = None
         self._activate(running)
         await self._start_pairs(running)
+        _settle()
         self.metrics.reloaded(True)
         log.info("started target=%s checks=%d of %d (shard %d/%d) sync_pairs=%d", self.target,
                  len(running.checks), len(self.loaded.config.probes.checks), *running.shard,
@@ -254,12 +255,6 @@ class Exporter:
                 await pair.start()
             except Exception:  # one pair's bad start must not keep the others from running
                 log.exception("sync pair %s did not start", pair.pair.name)
-        # A full garbage collection walks every object: at thousands of checks that stops the
-        # loop for 100+ ms, often in the middle of a scrape. What was built here lives until
-        # the next reload, so it leaves the collector's view (reference counting still frees
-        # it; the next reload unfreezes it first, so cycles in the old set are collected).
-        gc.collect()
-        gc.freeze()
 
     async def stop(self) -> None:
         running, self.current = self.current, None
@@ -337,6 +332,8 @@ class Exporter:
             await self._start_pairs(running)
             if old is not None:
                 await _close(old.runners())
+            old = None
+            _settle()
             await _close(list(self.probe_runners.values()))
             self.probe_runners.clear()
             self.metrics.reloaded(True)
@@ -442,6 +439,18 @@ def _tls_problem(config: LoadedConfig, exc: Exception) -> str:
             return f'cannot load {name} "{path}": {missing.strerror}'
     named = ", ".join(f'{name} "{path}"' for name, path in files) or "the default trust store"
     return f"cannot load {named}: {detail}"
+
+
+def _settle() -> None:
+    """Collect garbage once, then keep what is running out of the collector's walks.
+
+    A full collection walks every object: at thousands of checks that stops the loop for
+    100+ ms, often in the middle of a scrape. The running set lives until the next reload,
+    so it is frozen (reference counting still frees it); each reload unfreezes first and
+    runs this only once the old set is dropped, so cycles in the old set are collected.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def _close(runners: list[TargetRunner]) -> None:
