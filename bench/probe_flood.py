@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -131,6 +132,8 @@ def main() -> int:
                         help="probes.max_concurrent_probes (16 is the default; above the "
                         "concurrency, every probe of the flood runs)")
     args = parser.parse_args()
+    # stopped by a timeout or Ctrl-C, still stop the processes this bench started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     print(f"building the bomb: {len(gzip_bomb()) / 2**20:.1f} MiB of gzip for 2 GiB of zeros")
     servers = HostileServers()
     folder = Path(tempfile.mkdtemp(prefix="crmpulse-flood-"))

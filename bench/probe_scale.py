@@ -31,6 +31,7 @@ import asyncio
 import gzip
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -219,6 +220,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--no-peer", action="store_true", help="skip blackbox_exporter")
     args = parser.parse_args()
+    # stopped by a timeout or Ctrl-C, still stop the processes this bench started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     blackbox = shutil.which("prometheus-blackbox-exporter") or shutil.which("blackbox_exporter")
     if not blackbox and not args.no_peer:
         print("bench: install prometheus-blackbox-exporter, or pass --no-peer", file=sys.stderr)

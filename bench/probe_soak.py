@@ -17,6 +17,7 @@ Traffic stays on 127.0.0.1; the run stops by itself.
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
 import sys
 import tempfile
@@ -40,6 +41,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3600)
     parser.add_argument("--reload-every", type=float, default=600)
     args = parser.parse_args()
+    # stopped by a timeout or Ctrl-C, still stop the processes this bench started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     folder = Path(tempfile.mkdtemp(prefix="crmpulse-soak-"))
     sandbox = SandboxProcess("--seed", "0")
     path = folder / "crmpulse.yaml"

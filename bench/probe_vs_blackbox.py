@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -90,6 +91,8 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,8", help="comma-separated scrapes at once")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    # stopped by a timeout or Ctrl-C, still stop the processes this bench started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     levels = [int(c) for c in args.concurrency.split(",")]
     blackbox = shutil.which("prometheus-blackbox-exporter") or shutil.which("blackbox_exporter")
     if not blackbox:
