@@ -1,4 +1,4 @@
-"""The probes' HTTP/1.1 transport: one fresh connection per request, run by protocol callbacks.
+"""The probes' HTTP/1.1 transport: one fresh connection per request, run by socket callbacks.
 
     http = httpx.AsyncClient(transport=ProbeTransport(ssl_context))
 
@@ -6,25 +6,30 @@ Why probes do not use httpx's default transport (httpcore). A probe reports how 
 the CRM took. On one event loop, a coroutine that sends a request and awaits the
 reply resumes only when the loop gets to it: with eight probes in flight, each one's
 reply waits behind the others' Python work, and each reported duration grows by that
-wait (bench/probe_vs_blackbox.py measured +6 ms where blackbox_exporter saw 1.7 ms).
-Here the whole exchange runs in protocol callbacks, which the loop calls as soon as the
-socket is ready: ``connection_made`` starts TLS or writes the request at once,
-``data_received`` stamps each arrival with the clock before parsing it. The coroutine
-only collects the result, and the time between an event and the coroutine picking it
-up (the loop busy elsewhere) is accounted as a *stall* in the probe's
-:class:`~crmpulse.client.ProbeContext` and left out of reported durations. What
-remains is the wait between a packet's arrival and the loop's next look at the socket,
-bounded by the longest single callback (docs/probes.md, "True durations").
+wait (bench/probe_vs_blackbox.py measured 7.9 ms where blackbox_exporter saw 1.7 ms).
 
-It is also leaner: no connection pool (probes never reuse connections, as
-blackbox_exporter does not), no anyio layer, and the C parser llhttp (httptools)
-instead of h11; bench/probe_vs_blackbox.py measured the CPU cost per probe.
+Here the exchange runs in readiness callbacks on the socket, which the loop calls
+straight from its poll: the connect callback starts TLS (through ``ssl.MemoryBIO``) or
+writes the request at once, and each read feeds TLS and the C parser llhttp
+(httptools) at once. Every read takes the kernel's arrival stamp (``SO_TIMESTAMPNS``)
+and the connect takes the kernel's handshake time (``tcpi_rtt``), so data that waited
+in the socket while the loop was busy is dated when it arrived. Where the loop was
+late to send what the CRM waited for, the CRM's timeline moved by that much (the
+*shift*); that, and the time from an event to the coroutine picking it up (the
+*stall*, :class:`_Clock`), are the exporter's time, handed to the probe's
+:class:`~crmpulse.client.ProbeContext` and left out of what it reports
+(docs/probes.md, "True durations under concurrency").
+
+It is also leaner than httpcore for this job: no connection pool (probes never reuse
+connections, as blackbox_exporter does not) and no anyio layer;
+bench/probe_vs_blackbox.py measures the CPU per probe.
 
 Bounds against a hostile server: the response head (status line and headers) may not
 exceed :data:`MAX_HEAD_BYTES` nor :data:`MAX_HEADERS` fields; the body is buffered only
 up to :data:`HIGH_WATER` before reading pauses, so memory follows what the caller
-consumes (the client stops at the check's ``max_body``). Redirects are never followed
-by probes (``follow_redirects=False``): a 3xx is an answer to judge.
+consumes (the client stops at the check's ``max_body``); header values with line
+breaks are refused before anything is sent. Redirects are never followed by probes
+(``follow_redirects=False``): a 3xx is an answer to judge.
 """
 
 from __future__ import annotations
