@@ -43,7 +43,7 @@ from crmpulse.contract import PHASES
 from crmpulse.profile import RenderedRequest
 from crmpulse.steps import evaluate_expect
 
-from .transport import ProbeTransport
+from .transport import ProbeTransport, peer_certificate
 
 __all__ = ["Outcome", "StepOutcome", "TargetRunner"]
 
@@ -263,10 +263,8 @@ async def run_tls(runner: TargetRunner, session: Session, check: Check, outcome:
 
 
 async def _peer_certificate(host: str, port: int, context: ssl.SSLContext, outcome: Outcome) -> bytes:
-    start = time.perf_counter()
     try:
-        reader, writer = await asyncio.open_connection(host, port, ssl=context,
-                                                       server_hostname=host)
+        der, connect, handshake = await peer_certificate(host, port, context)
     except ssl.SSLCertVerificationError:
         raise
     except ssl.SSLError as exc:
@@ -274,17 +272,12 @@ async def _peer_certificate(host: str, port: int, context: ssl.SSLContext, outco
     except socket.gaierror as exc:
         raise TransportError(f"cannot resolve {host}", "dns") from exc
     except OSError as exc:
-        raise TransportError(f"cannot connect to {host}:{port}: {exc.strerror}", "connect") from exc
-    outcome.phases["tls"] += time.perf_counter() - start
-    ssl_object = writer.get_extra_info("ssl_object")
-    der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
-    writer.close()
-    with contextlib.suppress(Exception):
-        await writer.wait_closed()
-    del reader
+        raise TransportError(f"cannot connect to {host}:{port}: {exc.strerror or exc}", "connect") from exc
+    outcome.phases["connect"] += connect
+    outcome.phases["tls"] += handshake
     if not der:
         raise TransportError("no certificate presented", "tls")
-    return bytes(der)
+    return der
 
 
 # -- protection ---------------------------------------------------------------------------

@@ -52,7 +52,7 @@ import httpx
 
 from crmpulse.client import PROBE_CONTEXT
 
-__all__ = ["MAX_HEADERS", "MAX_HEAD_BYTES", "ProbeTransport", "received"]
+__all__ = ["MAX_HEADERS", "MAX_HEAD_BYTES", "ProbeTransport", "peer_certificate", "received"]
 
 #: Largest response head (status line and header fields) accepted, in bytes.
 MAX_HEAD_BYTES = 64 * 1024
@@ -160,6 +160,7 @@ class _Exchange:
         self.error: BaseException | None = None
         self.connect_error: OSError | None = None
         self.closed = False
+        self.handshake_only = False  # a TLS check: the certificate, no request
 
     # -- the socket ----------------------------------------------------------------------
 
@@ -369,6 +370,10 @@ class _Exchange:
             self._fail(exc)
             return
         self.secured_at = self.arrived
+        if self.handshake_only:
+            self._flush()  # TLS 1.3: the client's Finished
+            self._wake()
+            return
         self._send()
 
     def _send(self) -> None:
@@ -565,6 +570,44 @@ async def _connect(loop: asyncio.AbstractEventLoop, exchange: _Exchange, host: s
         exchange.closed = False
     assert error is not None
     raise _translate(error, "connect") from error
+
+
+async def peer_certificate(host: str, port: int, context: ssl.SSLContext) -> tuple[bytes, float, float]:
+    """Connect and shake hands only: the peer's certificate (DER), and how long the TCP
+    connect and the TLS handshake took, timed like every probe here.
+
+    Raises what the socket and TLS layers raise (``ssl.SSLCertVerificationError`` for a
+    chain that does not verify, ``ssl.SSLError``, ``socket.gaierror``, ``OSError``) and
+    ``ConnectionError`` when the peer closes before the handshake ends.
+    """
+    loop = asyncio.get_running_loop()
+    exchange = _Exchange(loop, b"", host, context, head_only=False)
+    exchange.handshake_only = True
+    _keep_timestamps_on()
+    clock = _Clock()
+    start = _now()
+    try:
+        try:
+            await _connect(loop, exchange, host, port)
+        except httpx.TransportError as exc:
+            raise (exc.__cause__ if isinstance(exc.__cause__, OSError) else exc) from None
+        clock.waited(start, exchange.connected_at)
+        while not exchange.secured_at:
+            if exchange.error is not None:
+                raise exchange.error
+            if exchange.closed:
+                raise ConnectionError("the server closed the connection during the TLS handshake")
+            asked = _now()
+            await _wait(exchange, None, httpx.ConnectTimeout)
+            clock.waited(asked, exchange.secured_at or None)
+        assert exchange.tls is not None
+        der = exchange.tls.getpeercert(binary_form=True) or b""
+        return der, exchange.connected_at - start, exchange.secured_at - exchange.connected_at
+    finally:
+        exchange.close()
+        context_ = PROBE_CONTEXT.get()
+        if context_ is not None:
+            context_.stalled += clock.stall
 
 
 async def _wait(ex: _Exchange, timeout: float | None, error: type[httpx.TimeoutException]) -> None:

@@ -187,3 +187,44 @@ def test_the_request_closes_the_connection_and_carries_the_host(
     assert head.startswith("GET /x?q=1 HTTP/1.1\r\n")
     assert f"host: {servers[0].url.removeprefix('http://')}" in head.lower()
     assert "connection: close" in head.lower()
+
+
+def test_a_tls_checks_handshake_is_timed_without_the_loops_block(tmp_path: Path) -> None:
+    cert, key = make_certificate(tmp_path, "server", days_valid=5)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        time.sleep(0.1)  # the server takes 100 ms before its side of the handshake
+        with context.wrap_socket(conn, server_side=True):
+            time.sleep(0.5)
+
+    threading.Thread(target=serve, daemon=True).start()
+    path = write_config(tmp_path, f"""
+        target: {{name: t, base_url: "https://127.0.0.1:{listener.getsockname()[1]}", tls: {{ca_file: '{cert}'}}}}
+        probes:
+          checks:
+            - {{name: cert, kind: tls, interval: 10s, timeout: 5s}}
+        """)
+    loaded = load_config(path)
+
+    async def go() -> tuple[Outcome, float]:
+        runner = TargetRunner(loaded)
+        try:
+            asyncio.get_running_loop().call_later(0.03, time.sleep, 0.5)
+            start = time.perf_counter()
+            outcome = await runner.run(loaded.config.probes.checks[0])
+            return outcome, time.perf_counter() - start
+        finally:
+            await runner.aclose()
+
+    outcome, wall = asyncio.run(go())
+    listener.close()
+    assert outcome.success and outcome.tls_chain_valid, outcome.message
+    assert wall >= 0.53
+    assert 0.1 <= outcome.duration < 0.3, outcome.duration
+    assert 0.09 <= outcome.phases["tls"] < 0.3 and outcome.phases["connect"] < 0.05
