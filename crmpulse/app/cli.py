@@ -166,10 +166,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     web = load_web_config(args.web_config_file) if args.web_config_file else None
     listen = args.listen or loaded.config.probes.listen
-    # runners are built (TLS files loaded) before anything is served: a file that does not
-    # load is a config error now, not a silent exporter running no checks
-    built = Exporter(Path(args.config), loaded, listen=listen, shard=shard).build()
     if args.check_config:
+        # building the runners loads the TLS files: a file that does not load is reported
+        built = Exporter(Path(args.config), loaded, listen=listen, shard=shard).build()
         print(f"{args.config}: valid ({len(loaded.config.probes.checks)} checks and "
               f"{len(loaded.config.probes.sync)} sync pairs for target {loaded.target.name}"
               + (f"; shard {built.shard[0]}/{built.shard[1]} runs {len(built.checks)} checks "
@@ -207,6 +206,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
     # the bound port (port 0 picks one), so webhook subscriptions name where we really listen
     exporter = Exporter(Path(args.config), loaded, listen=f"{host}:{sock.getsockname()[1]}",
                         shard=shard)
+    # runners are built (TLS files loaded) before anything is served: a file that does not
+    # load is a config error (exit 2), not an exporter running no checks
+    exporter.pending = exporter.build()
     app = create_app(exporter)
     if web is not None:
         app = basic_auth_middleware(app, web)
