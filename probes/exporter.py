@@ -448,9 +448,11 @@ def _settle() -> None:
     100+ ms, often in the middle of a scrape. The running set lives until the next reload,
     so it is frozen (reference counting still frees it); each reload unfreezes first and
     runs this only once the old set is dropped, so cycles in the old set are collected.
+    What parsing and building the config left free goes back to the system.
     """
     gc.collect()
     gc.freeze()
+    trim(min_interval=0)
 
 
 async def _close(runners: list[TargetRunner]) -> None:
