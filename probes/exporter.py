@@ -23,7 +23,6 @@ import logging
 import signal
 import ssl
 import time
-import zlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -61,7 +60,6 @@ __all__ = ["Exporter", "ProbeRejected", "RunningSet", "create_app"]
 log = logging.getLogger("crmpulse.probe")
 TIMEOUT_OFFSET = 0.5  # seconds kept back from Prometheus's scrape timeout, as blackbox does
 TRIM_AFTER = 8 * 1024 * 1024  # response bytes read by probes before idle memory is trimmed
-GZIP_LEVEL = 1  # ~8x smaller at a fraction of level 6's CPU (bench/probe_scale.py)
 
 
 def slo_buckets(loaded: LoadedConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -312,7 +310,7 @@ class Exporter:
             if buckets_changed:
                 log.info("SLO thresholds changed: histograms start afresh")
                 self.metrics.buckets = check_buckets
-                self.metrics.checks = CheckStore(check_buckets)
+                self.metrics.checks = CheckStore(check_buckets, self.metrics.checks.level)
                 self.sync_registry, self.sync_metrics = sync_registry, sync_metrics
             if old_target != new.target.name:
                 for metric in (self.metrics.configured, self.metrics.running):
@@ -359,15 +357,13 @@ class Exporter:
     # -- rendering and /probe --------------------------------------------------------------
 
     def render(self, accept: str = "", compress: bool = False) -> tuple[bytes, str]:
-        """The /metrics body for these request headers, gzipped when ``compress``."""
-        start = time.perf_counter()
-        chunks, content_type = self.metrics.render(accept)
-        # gzip on the loop, not a thread: a thread would wait for the GIL after each chunk
-        # (measured: 100-250 ms scrapes), while ~10 ms here delays no probe's timing
-        # (transport.py stamps arrivals in the kernel)
-        body = _gzip(chunks) if compress else b"".join(chunks)
-        self.metrics.scrape.observe(time.perf_counter() - start)
-        return body, content_type
+        """The /metrics body for these request headers, gzipped when ``compress``.
+
+        On the loop, not a thread: a thread would wait for the GIL between pieces
+        (measured: 100-250 ms scrapes), while the few ms here delay no probe's timing
+        (transport.py stamps arrivals in the kernel).
+        """
+        return self.metrics.render(accept, compress)
 
     def check_named(self, name: str) -> Check | None:
         return next((c for c in self.loaded.config.probes.checks if c.name == name), None)
@@ -496,11 +492,6 @@ def probe_exposition(outcome: Outcome) -> str:
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _gzip(chunks: list[bytes]) -> bytes:
-    packer = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: the gzip container
-    return b"".join([*(packer.compress(chunk) for chunk in chunks), packer.flush()])
 
 
 def _accepts_gzip(header: str) -> bool:

@@ -37,7 +37,7 @@ from crmpulse.config import Check
 from crmpulse.contract import PROBE_REJECT_REASONS, Metric
 
 from .checks import Outcome
-from .exposition import CheckStore
+from .exposition import CheckStore, deflate, gzip_join
 
 __all__ = ["ProbeMetrics", "make"]
 
@@ -98,15 +98,24 @@ class ProbeMetrics:
     def overrun(self, target: str, check_name: str, missed: int) -> None:
         self.checks.overrun(target, check_name, missed)
 
-    def render(self, accept: str = "") -> tuple[list[bytes], str]:
-        """The exposition for an ``Accept`` header, as a few large pieces, and its content type.
+    def render(self, accept: str = "", compress: bool = False) -> tuple[bytes, str]:
+        """The exposition for an ``Accept`` header, gzipped when ``compress``, and its type.
 
         OpenMetrics 1.0 when the scraper asks for it (Prometheus does), else the classic
-        text format; prometheus_client renders the exporter's own metrics in either.
+        text format; prometheus_client renders the exporter's own metrics in either. The
+        checks' part is compressed block by block and cached (exposition.py); only the
+        exporter's own few dozen series are compressed afresh.
         """
-        if wants_openmetrics(accept):
-            return [*self.checks.chunks(True), generate_openmetrics(self.registry)], OPENMETRICS
-        return [*self.checks.chunks(False), generate_latest(self.registry)], CONTENT_TYPE_PLAIN_0_0_4
+        start = time.perf_counter()
+        openmetrics = wants_openmetrics(accept)
+        own = (generate_openmetrics if openmetrics else generate_latest)(self.registry)
+        if compress:
+            body = gzip_join([*self.checks.deflated(openmetrics),
+                              (own, deflate(own, self.checks.level))])
+        else:
+            body = b"".join([*self.checks.chunks(openmetrics), own])
+        self.scrape.observe(time.perf_counter() - start)
+        return body, OPENMETRICS if openmetrics else CONTENT_TYPE_PLAIN_0_0_4
 
 
 def wants_openmetrics(accept: str) -> bool:

@@ -27,12 +27,12 @@ from crmpulse.config import Check
 
 from .checks import Outcome, TargetRunner
 
-__all__ = ["Scheduler"]
+__all__ = ["Scheduler", "phase_of"]
 
 log = logging.getLogger("crmpulse.probe")
 
 
-def _phase(name: str) -> float:
+def phase_of(name: str) -> float:
     """A fraction of the interval in [0, 1) fixed by the check's name."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") / 2**32
 
@@ -68,12 +68,11 @@ class Scheduler:
         self.tasks = []
 
     async def _loop(self, check: Check) -> None:
-        # Spread first runs over the first interval so 200 checks do not fire at once.
+        # Spread first runs over the first seconds so 2,000 checks do not fire at once.
         start = time.monotonic()
         if self.spread:
             await asyncio.sleep(random.uniform(0, min(check.interval, 5.0)))
-        next_tick = time.monotonic()
-        first = self.spread
+        grid: float | None = None if self.spread else time.monotonic()
         while True:
             async with self.slots:
                 outcome = await self.runner.run(check)
@@ -85,17 +84,18 @@ class Scheduler:
             if not outcome.success:
                 log.info("check failed check=%s reason=%s message=%r", check.name,
                          outcome.reason, outcome.message)
-            jitter = check.interval * check.jitter / 100
             now = time.monotonic()
-            if first:  # from now on, keep this check's own phase in the interval
-                first = False
-                phase = start + _phase(check.name) * check.interval
-                next_tick = phase + math.ceil((now - phase) / check.interval) * check.interval
-                await asyncio.sleep(max(0.0, next_tick - now))
+            if grid is None:  # from now on, keep this check's own phase in the interval
+                phase = start + phase_of(check.name) * check.interval
+                grid = phase + math.ceil((now - phase) / check.interval) * check.interval
+                await asyncio.sleep(max(0.0, grid - now))
                 continue
-            next_tick += check.interval + random.uniform(-jitter, jitter)
-            if next_tick < now:
-                missed = int((now - next_tick) // check.interval) + 1
+            grid += check.interval
+            if grid < now:
+                missed = int((now - grid) // check.interval) + 1
                 self.on_overrun(check, missed)
-                next_tick += missed * check.interval
-            await asyncio.sleep(max(0.0, next_tick - now))
+                grid += missed * check.interval
+            # jitter around the grid, not added up over runs: the check keeps its phase, so
+            # checks stay spread and the exposition can cache what did not run (exposition.py)
+            jitter = check.interval * check.jitter / 100
+            await asyncio.sleep(max(0.0, grid + random.uniform(-jitter, jitter) - now))

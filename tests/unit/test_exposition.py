@@ -14,8 +14,9 @@ from crmpulse import contract as m
 from crmpulse.config import Check, JourneyCheck, ProtectionCheck, TLSCheck
 from crmpulse.contract import FAILURE_REASONS, PHASES, duration_buckets
 from crmpulse.probes.checks import Outcome, StepOutcome
-from crmpulse.probes.exposition import CheckStore, series_per_check
-from crmpulse.probes.metrics import make
+from crmpulse.probes.exposition import GROUP, CheckStore, series_per_check
+from crmpulse.probes.metrics import ProbeMetrics, make
+from crmpulse.probes.scheduler import phase_of
 
 CHECKS: list[Check] = [TypeAdapter(Check).validate_python(c) for c in [
     {"name": "api_read", "kind": "http", "operation": "list_accounts"},
@@ -118,6 +119,8 @@ def both() -> tuple[CheckStore, Reference]:
     store, reference = CheckStore(BUCKETS), Reference()
     for check in CHECKS:
         store.prepare("crm", check)
+    # the store writes checks in the order of their phase in the interval
+    for check in sorted(CHECKS, key=lambda c: (phase_of(c.name), c.name)):
         reference.prepare(check)
     return store, reference
 
@@ -140,6 +143,44 @@ def test_a_run_rerenders_its_check_and_leaves_the_others_cached() -> None:
     assert store.series[("crm", "api_read")].parts() is not cached[("crm", "api_read")]
     assert all(store.series[key].parts() is parts for key, parts in cached.items()
                if key != ("crm", "api_read"))
+
+
+def many(count: int) -> tuple[CheckStore, list[Check]]:
+    checks = [TypeAdapter(Check).validate_python({"name": f"c{i:04d}", "kind": "http",
+                                                  "request": {"path": "/"}}) for i in range(count)]
+    store = CheckStore(BUCKETS)
+    for check in checks:
+        store.prepare("crm", check)
+    return store, checks
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_the_gzipped_exposition_is_the_plain_one_after_any_runs(openmetrics: bool) -> None:
+    import gzip
+
+    metrics = ProbeMetrics(CollectorRegistry(), BUCKETS)
+    metrics.checks, checks = many(5 * GROUP)
+    accept = "application/openmetrics-text" if openmetrics else ""
+    for round_ in range(4):
+        for check in checks[round_ * 37:round_ * 37 + 50]:
+            metrics.record("crm", Outcome(check.name, "http", duration=round_ / 10, finished_at=1.0))
+        packed, _ = metrics.render(accept, compress=True)
+        plain, _ = metrics.render(accept)
+
+        def steady(text: bytes) -> list[bytes]:  # the scrape timer counts the render itself
+            return [line for line in text.split(b"\n") if b"scrape_duration_seconds_" not in line]
+        assert steady(gzip.decompress(packed)) == steady(plain)
+
+
+def test_a_scrape_compresses_only_the_blocks_whose_checks_ran() -> None:
+    store, checks = many(8 * GROUP)
+    before = [piece for _, piece in store.deflated()]
+    ran = checks[100]
+    store.record("crm", Outcome(ran.name, "http", duration=0.1, finished_at=1.0))
+    after = [piece for _, piece in store.deflated()]
+    changed = sum(1 for old, new in zip(before, after, strict=True) if old is not new)
+    family_blocks = [n for n, (plain, _) in enumerate(store.deflated()) if ran.name.encode() in plain]
+    assert changed == len(family_blocks) and changed > 0  # one block per family, no more
 
 
 def test_overruns_are_counted_and_rendered() -> None:
