@@ -140,10 +140,10 @@ def main() -> int:
     path = write_config(folder, f"""
         target: {{name: crm, base_url: "{servers.url('ok')}"}}
         probes:
-          probe_hosts: [127.0.0.1]
           max_concurrent_probes: {args.limit}
-          checks:
-            - {{name: fetch, kind: http, request: {{path: /, auth: false}}, interval: 1h, timeout: 10s}}
+          checks:  # any_target: the bomb has an origin of its own (probed without credentials)
+            - {{name: fetch, kind: http, request: {{path: /, auth: false}}, interval: 1h, timeout: 10s,
+               any_target: true}}
         """)
     exporter = ExporterProcess(path, "--log-level", "error")
     try:

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from ._exceptions import AuthError, ConfigError, CrmpulseError, OperationError, Problem, TransportError
+from ._exceptions import (
+    AuthError,
+    ConfigError,
+    CrmpulseError,
+    OperationError,
+    OriginError,
+    Problem,
+    TransportError,
+)
 from .client import AsyncClient, Client
 from .config import Config, LoadedConfig, load_config
 from .profile import Profile, load_profile
@@ -24,6 +32,7 @@ __all__ = [
     "CrmpulseError",
     "LoadedConfig",
     "OperationError",
+    "OriginError",
     "Problem",
     "Profile",
     "TransportError",

@@ -4,7 +4,9 @@
     ├── ConfigError          the config or a profile is invalid; carries every Problem found
     ├── OperationError       a profile operation could not be rendered (missing variable, ...)
     └── TransportError       a request could not be completed (connect, timeout, TLS, ...)
-        └── AuthError        credentials were rejected or a token could not be fetched
+        ├── AuthError        credentials were rejected or a token could not be fetched
+        └── OriginError      refused before sending: credentials or load would go where the
+                             config does not allow
 
 Lower-level errors (httpx, yaml, pydantic) are translated once, at the boundary
 where they happen, into one of these, and the CLI turns any of them into a one-line
@@ -20,6 +22,7 @@ __all__ = [
     "ConfigError",
     "CrmpulseError",
     "OperationError",
+    "OriginError",
     "Problem",
     "TransportError",
 ]
@@ -72,3 +75,16 @@ class AuthError(TransportError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, reason="auth")
+
+
+class OriginError(TransportError):
+    """A request was refused before it was sent.
+
+    Either it would carry a target's credentials to an origin the config does not name
+    for them, or (in a load test) go to a host outside ``target.safety.allowed_hosts``.
+    Its reason is ``assertion``: the URL came from a response or a variable that broke
+    what the config allows, and nothing was sent.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="assertion")

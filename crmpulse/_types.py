@@ -7,6 +7,8 @@ validates and converts once, so the models downstream hold plain floats and ints
 from __future__ import annotations
 
 import functools
+import ipaddress
+import math
 import re
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -19,7 +21,8 @@ from ._yamlfile import SecretValue
 from .units import parse_bytes, parse_duration, parse_percent
 
 __all__ = [
-    "URL", "Bytes", "Duration", "JSONPathStr", "Name", "Percent", "Ratio", "Regex", "Secret",
+    "URL", "Bytes", "Duration", "JSONPathStr", "Listen", "ListenOrOff", "Name", "OriginURL", "Percent",
+    "PositiveDuration", "Ratio", "Regex", "Secret",
     "compile_jsonpath",
     "first_match",
 ]
@@ -112,27 +115,106 @@ def _require_reference(value: object) -> object:
 
 
 def _check_url(value: str) -> str:
-    parts = urlsplit(value)
+    expected = f'expected an http(s) URL like "https://crm.example.com", got "{value}"'
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:  # "http://[::1", port 99999
+        detail = "its port must be 1-65535" if "port" in str(exc).lower() else str(exc)
+        raise ValueError(f"{expected} ({detail})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f'expected an http(s) URL like "https://crm.example.com", got "{value}"')
+        raise ValueError(expected)
+    if port == 0:
+        raise ValueError(f"{expected} (its port must be 1-65535)")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("expected a URL without user:password@; give credentials in auth")
     return value.rstrip("/")
 
 
-def _duration(value: object, info: ValidationInfo) -> object:
+def _check_origin(value: str) -> str:
+    from .origins import format_origin, origin_of
+
+    expected = ('expected an origin like "https://crm-eu.example.com" or "http://10.0.0.5:8080" '
+                f'(credentials go to an exact scheme, host and port), got "{value}"')
+    try:
+        parts = urlsplit(value)
+        origin = origin_of(value)
+    except ValueError:
+        raise ValueError(expected) from None
+    if parts.path not in ("", "/") or parts.query or parts.fragment or \
+            parts.username is not None or parts.password is not None:
+        raise ValueError(expected)
+    return format_origin(origin)
+
+
+#: No duration crmpulse takes is longer than a year; past that a value is a typo or an attack
+#: (400 nines parse as infinity, and asyncio cannot sleep that long).
+MAX_DURATION = 365 * 86400.0
+MAX_BYTES = 1024**3
+
+
+def _shown(value: object) -> str:
+    text = str(value)
+    return f'"{text if len(text) <= 40 else text[:37] + "..."}"' if isinstance(value, str) else text
+
+
+def _duration(value: object, info: ValidationInfo) -> float:
     # From Python, a number is seconds; in a YAML file a bare number is ambiguous
     # (seconds? milliseconds?) and refused, so a unit is always written.
     if isinstance(value, int | float) and not isinstance(value, bool) and not (
             info.context and info.context.get("source") == "yaml"):
-        return float(value)
-    return parse_duration(value)
+        seconds = float(value)
+    else:
+        seconds = parse_duration(value)
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_DURATION:
+        raise ValueError(f"expected a duration up to 365d, got {_shown(value)}")
+    return seconds
+
+
+def _positive_duration(value: object, info: ValidationInfo) -> float:
+    seconds = _duration(value, info)
+    if seconds <= 0:
+        raise ValueError(f"expected a duration above 0, got {_shown(value)}")
+    return seconds
+
+
+def _bytes(value: object) -> int:
+    size = parse_bytes(value)
+    if size > MAX_BYTES:
+        raise ValueError(f"expected a size up to 1GiB, got {_shown(value)}")
+    return size
+
+
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
+def _check_listen(value: str) -> str:
+    """``127.0.0.1:9687``, ``[::1]:9687``, ``:9687``, ``localhost:9687``."""
+    expected = f'expected host:port like "127.0.0.1:9687", got {_shown(value)}'
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(expected)
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(expected) from None
+    elif host and not _HOSTNAME.fullmatch(host):
+        raise ValueError(expected)
+    return value
 
 
 Duration = Annotated[float, BeforeValidator(_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(_positive_duration)]
+Listen = Annotated[str, AfterValidator(_check_listen)]
+ListenOrOff = Annotated[str, AfterValidator(
+    lambda value: value if value in ("off", "") else _check_listen(value))]
 Percent = Annotated[float, BeforeValidator(parse_percent)]
 Ratio = Annotated[float, BeforeValidator(_ratio)]
-Bytes = Annotated[int, BeforeValidator(parse_bytes)]
+Bytes = Annotated[int, BeforeValidator(_bytes)]
 Regex = Annotated[str, AfterValidator(_check_regex)]
 JSONPathStr = Annotated[str, AfterValidator(_check_jsonpath)]
 Name = Annotated[str, AfterValidator(_check_name)]
 Secret = Annotated[SecretStr, BeforeValidator(_require_reference)]
 URL = Annotated[str, AfterValidator(_check_url)]
+OriginURL = Annotated[str, AfterValidator(_check_origin)]

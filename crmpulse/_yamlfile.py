@@ -18,11 +18,22 @@ from typing import Any
 
 import yaml
 
+from . import redact
 from ._exceptions import Problem
 
-__all__ = ["LineMap", "SecretValue", "YamlDocument", "format_path", "load_yaml"]
+__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "MAX_VALUES", "LineMap", "SecretValue", "YamlDocument",
+           "format_path", "load_yaml", "read_limited"]
 
 KeyPath = tuple[str | int, ...]
+
+#: A config or profile describes one deployment; anything bigger is the wrong file or an attack.
+MAX_FILE_BYTES = 1024 * 1024
+#: Values a document may expand to through aliases (a "billion laughs" expands to 10^9).
+MAX_VALUES = 100_000
+#: Nesting of mappings and lists; real configs use under 10.
+MAX_DEPTH = 64
+#: A secret file holds one secret.
+MAX_SECRET_BYTES = 64 * 1024
 
 _REFERENCE = re.compile(r"\$\{([a-zA-Z_]+):([^}]*)\}")
 
@@ -82,15 +93,43 @@ def format_path(path: KeyPath) -> str:
     return out
 
 
+def read_limited(path: Path, limit: int, what: str = "file") -> str:
+    """The UTF-8 text of ``path``, refusing a file larger than ``limit`` bytes or not text.
+
+    Raises FileNotFoundError, or ValueError with a message fit for a Problem.
+    """
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        size = path.stat().st_size
+        raise ValueError(f"the {what} is {_size(size)}; at most {_size(limit)} is read "
+                         "(is this the right file?)")
+    if b"\0" in data:
+        raise ValueError(f"expected a text {what}, got binary data")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"expected a UTF-8 text {what}, got other bytes") from None
+
+
+def _size(n: int) -> str:
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}".replace(".0 ", " ")
+    return f"{n} bytes"
+
+
 def load_yaml(path: Path, display_name: str | None = None) -> tuple[YamlDocument | None, list[Problem]]:
     """Parse ``path``; return the document (or None when unparseable) and the problems found."""
     name = display_name or str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_limited(path, MAX_FILE_BYTES)
     except FileNotFoundError:
         return None, [Problem(name, 0, "", "file not found")]
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(name, 0, "", f"cannot read file: {exc.__class__.__name__}")]
+    except ValueError as exc:
+        return None, [Problem(name, 0, "", str(exc))]
+    except OSError as exc:
+        return None, [Problem(name, 0, "", f"cannot read file: {exc.strerror or exc.__class__.__name__}")]
     return parse_yaml(text, name, base_dir=path.parent)
 
 
@@ -98,9 +137,15 @@ def parse_yaml(text: str, name: str, base_dir: Path) -> tuple[YamlDocument | Non
     lines = LineMap(name)
     problems: list[Problem] = []
     try:
+        too_deep = _too_deep(text, name)
+        if too_deep:
+            return None, [too_deep]
         loader = yaml.SafeLoader(text)
         try:
             node = loader.get_single_node()
+            shape = _check_shape(node, name) if node is not None else None
+            if shape:
+                return None, [shape]
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
@@ -120,6 +165,65 @@ def parse_yaml(text: str, name: str, base_dir: Path) -> tuple[YamlDocument | Non
     doc = YamlDocument(None, lines, {})
     doc.data = _resolve(data, (), doc, base_dir, problems)
     return doc, problems
+
+
+_OPEN = (yaml.BlockSequenceStartToken, yaml.BlockMappingStartToken, yaml.FlowSequenceStartToken,
+         yaml.FlowMappingStartToken)
+_CLOSE = (yaml.BlockEndToken, yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken)
+
+
+def _too_deep(text: str, name: str) -> Problem | None:
+    """Refuse nesting past MAX_DEPTH before composing (PyYAML composes recursively)."""
+    scanner = yaml.SafeLoader(text)
+    depth = 0
+    try:
+        while True:
+            token = scanner.get_token()
+            if token is None or isinstance(token, yaml.StreamEndToken):
+                return None
+            if isinstance(token, _OPEN):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return Problem(name, token.start_mark.line + 1, "",
+                                   f"nested more than {MAX_DEPTH} levels deep")
+            elif isinstance(token, _CLOSE):
+                depth -= 1
+    finally:
+        scanner.dispose()
+
+
+def _check_shape(root: yaml.Node, name: str) -> Problem | None:
+    """Refuse a document that aliases expand past MAX_VALUES values, or that contains itself.
+
+    Walks the node graph as validation would walk the data, with an explicit stack: an
+    alias is a shared node, visited once per place it is used.
+    """
+    visits = 0
+    ancestors: set[int] = set()
+    # (node, depth, leaving?, line of the top-level entry it is under: where to point)
+    stack: list[tuple[yaml.Node, int, bool, int]] = [(root, 0, False, 0)]
+    while stack:
+        node, depth, leaving, entry = stack.pop()
+        if leaving:
+            ancestors.discard(id(node))
+            continue
+        visits += 1
+        line = node.start_mark.line + 1
+        entry = entry or line
+        if visits > MAX_VALUES:
+            return Problem(name, entry, "", f"aliases expand the document past {MAX_VALUES:,} values "
+                           "(an alias bomb?)")
+        if depth > MAX_DEPTH:
+            return Problem(name, line, "", f"nested more than {MAX_DEPTH} levels deep")
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            if id(node) in ancestors:
+                return Problem(name, line, "", "an alias refers to a node that contains it")
+            ancestors.add(id(node))
+            stack.append((node, depth, True, entry))
+            children = ([v for pair in node.value for v in pair] if isinstance(node, yaml.MappingNode)
+                        else list(node.value))
+            stack.extend((child, depth + 1, False, entry if depth else 0) for child in reversed(children))
+    return None
 
 
 def _index(node: yaml.Node, path: KeyPath, lines: LineMap, problems: list[Problem]) -> None:
@@ -162,16 +266,23 @@ def _resolve(value: Any, path: KeyPath, doc: YamlDocument, base_dir: Path,
                 problems.append(lines.problem(path, f"environment variable {arg} is not set"))
                 failed = True
                 return ""
+            redact.register(os.environ[arg])
             return os.environ[arg]
         if kind == "file":
             file = Path(arg).expanduser()
             file = file if file.is_absolute() else base_dir / file
             try:
-                return file.read_text(encoding="utf-8").strip()
+                secret = read_limited(file, MAX_SECRET_BYTES, "secret file").strip()
             except OSError:
                 problems.append(lines.problem(path, f"cannot read secret file {arg}"))
                 failed = True
                 return ""
+            except ValueError as exc:
+                problems.append(lines.problem(path, f"secret file {arg}: {exc}"))
+                failed = True
+                return ""
+            redact.register(secret)
+            return secret
         problems.append(lines.problem(
             path, f'unknown reference "${{{kind}:...}}" (expected ${{env:NAME}} or ${{file:PATH}})'))
         failed = True

@@ -5,6 +5,11 @@ request to send and how to read its answer, so the async probes, the sync client
 Locust users share one implementation. An OAuth2 token is cached until
 ``refresh_before`` ahead of its expiry, then fetched again; a 401 on a request made
 with a cached token invalidates it and the request is retried once with a new one.
+
+Every provider knows the ``origins`` its credentials may go to (see crmpulse.origins);
+:class:`crmpulse.client.Session` refuses to send them anywhere else. The header values
+credentials become, and each token fetched, are registered with crmpulse.redact so no
+output shows them.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Iterable
 from typing import Any
 
+from . import redact
 from ._exceptions import AuthError
 from .config import (
     APIKeyAuth,
@@ -24,9 +31,10 @@ from .config import (
     OAuth2Password,
     Target,
 )
+from .origins import Origin, fixed_origin
 from .profile import Profile, RenderedRequest
 
-__all__ = ["AuthProvider", "OAuth2Provider", "StaticAuth", "make_auth"]
+__all__ = ["AuthProvider", "OAuth2Provider", "StaticAuth", "make_auth", "token_url"]
 
 
 class AuthProvider:
@@ -34,6 +42,10 @@ class AuthProvider:
 
     kind = "none"
     refreshable = False
+    #: where these credentials may be sent (with the target's own origins)
+    origins: frozenset[Origin] = frozenset()
+    #: where token requests may also go: an absolute token URL the config or profile names
+    token_origins: frozenset[Origin] = frozenset()
 
     def headers(self) -> dict[str, str]:
         """Headers to add now; empty when a token must be fetched first (see needs_token)."""
@@ -58,6 +70,7 @@ class StaticAuth(AuthProvider):
     def __init__(self, kind: str, header: str, value: str) -> None:
         self.kind = kind
         self._header = {header: value}
+        redact.register(value)
 
     def headers(self) -> dict[str, str]:
         return dict(self._header)
@@ -78,6 +91,7 @@ class OAuth2Provider(AuthProvider):
         self.token: str | None = None
         self.expires_at = 0.0
         self.fetched = 0
+        redact.register(self.token_request().headers.get("Authorization"))
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -120,6 +134,7 @@ class OAuth2Provider(AuthProvider):
             self.invalidate()
             raise AuthError("token endpoint answered 200 without an access_token") from None
         self.token = str(token)
+        redact.register(self.token, runtime=True)
         self.expires_at = now + lifetime
         self.fetched += 1
 
@@ -139,23 +154,41 @@ def _oauth_error(body: bytes) -> str:
     return f" ({error})" if isinstance(error, str) and len(error) < 64 else ""
 
 
-def make_auth(target: Target, profile: Profile) -> AuthProvider:
-    """The provider for ``target.auth``; OAuth2 uses the profile's authenticate path by default."""
+def token_url(target: Target, profile: Profile) -> str | None:
+    """Where an OAuth2 target's token requests go (None for other kinds of credentials)."""
     spec = target.auth
-    if isinstance(spec, NoAuth):
-        return AuthProvider()
-    if isinstance(spec, BasicAuth):
-        pair = f"{spec.username}:{spec.password.get_secret_value()}".encode()
-        return StaticAuth("basic", "Authorization", "Basic " + base64.b64encode(pair).decode())
-    if isinstance(spec, BearerAuth):
-        return StaticAuth("bearer", "Authorization", f"Bearer {spec.token.get_secret_value()}")
-    if isinstance(spec, APIKeyAuth):
-        return StaticAuth("api_key", spec.header, spec.key.get_secret_value())
-    assert isinstance(spec, OAuth2ClientCredentials | OAuth2Password)
+    if not isinstance(spec, OAuth2ClientCredentials | OAuth2Password):
+        return None
     if spec.token_url:
-        url = spec.token_url
-        if not url.startswith(("http://", "https://")):
-            url = target.base_url + "/" + url.lstrip("/")
+        if spec.token_url.lower().startswith(("http://", "https://")):
+            return spec.token_url
+        return target.base_url + "/" + spec.token_url.lstrip("/")
+    return profile.operation("authenticate").render(target.base_url, {}).url
+
+
+def make_auth(target: Target, profile: Profile, extra_origins: Iterable[Origin] = ()) -> AuthProvider:
+    """The provider for ``target.auth``; OAuth2 uses the profile's authenticate path by default.
+
+    Its credentials may go to the target's origins and ``extra_origins``; a token request
+    also to an absolute token URL the config or the profile names.
+    """
+    spec = target.auth
+    provider: AuthProvider
+    if isinstance(spec, NoAuth):
+        provider = AuthProvider()
+    elif isinstance(spec, BasicAuth):
+        pair = f"{spec.username}:{spec.password.get_secret_value()}".encode()
+        provider = StaticAuth("basic", "Authorization", "Basic " + base64.b64encode(pair).decode())
+    elif isinstance(spec, BearerAuth):
+        provider = StaticAuth("bearer", "Authorization", f"Bearer {spec.token.get_secret_value()}")
+    elif isinstance(spec, APIKeyAuth):
+        provider = StaticAuth("api_key", spec.header, spec.key.get_secret_value())
     else:
-        url = profile.operation("authenticate").render(target.base_url, {}).url
-    return OAuth2Provider(spec, url)
+        url = token_url(target, profile)
+        assert url is not None
+        provider = OAuth2Provider(spec, url)
+    provider.origins = target.credential_origins | frozenset(extra_origins)
+    if isinstance(spec, OAuth2ClientCredentials | OAuth2Password):
+        named = fixed_origin(spec.token_url or profile.operation("authenticate").path)
+        provider.token_origins = frozenset({named} if named else ())
+    return provider

@@ -15,11 +15,12 @@ the boundary, into :class:`TransportError` with a bounded ``reason``.
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import socket
 import ssl
+import threading
 import time
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Collection, Generator, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -27,11 +28,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ._exceptions import OperationError, TransportError
+from ._decoding import ACCEPT_ENCODING, BadEncoding, BodyTooLarge, BoundedDecoder
+from ._exceptions import OperationError, OriginError, TransportError
 from ._types import compile_jsonpath
 from .auth import AuthProvider, make_auth
 from .config import LoadedConfig, Target
-from .profile import OperationResult, Profile, RenderedRequest
+from .origins import format_origin, origin_of
+from .profile import OperationResult, Profile, RenderedRequest, loads_json
 from .steps import Step, evaluate_expect
 from .templates import render
 
@@ -171,10 +174,12 @@ def translate_error(exc: httpx.HTTPError, url: str = "") -> TransportError:
     """Map an httpx error to a TransportError with a bounded reason label.
 
     The message names the origin (scheme, host, port) but never the path, which may
-    hold record ids.
+    hold record ids, nor user-info, which may hold a password.
     """
-    parts = urlsplit(url)
-    origin = f" ({parts.scheme}://{parts.netloc})" if parts.netloc else ""
+    try:
+        origin = f" ({format_origin(origin_of(url))})" if url else ""
+    except ValueError:
+        origin = ""
     error = _translate(exc)
     error.args = (f"{error.args[0]}{origin}",)
     return error
@@ -200,13 +205,28 @@ def _translate(exc: httpx.HTTPError) -> TransportError:
 
 
 class Session:
-    """The I/O-free logic of talking to one target through its profile."""
+    """The I/O-free logic of talking to one target through its profile.
+
+    Every request it yields has passed :meth:`destination`: the target's credentials
+    (and ``target.headers``) ride only to the origins configured for them, and with
+    ``allowed_hosts`` (a load test's ``target.safety.allowed_hosts``) nothing is sent to
+    any other host. A URL that breaks this, whether it came from the profile, a variable
+    or a response (a pagination link), raises :class:`OriginError` before it is sent.
+    """
 
     def __init__(self, target: Target, profile: Profile, auth: AuthProvider | None = None,
-                 ledger: Ledger | None = None, force_authenticate: bool = True) -> None:
+                 ledger: Ledger | None = None, force_authenticate: bool = True,
+                 allowed_hosts: Collection[str] | None = None) -> None:
         self.target = target
         self.profile = profile
         self.auth = auth or make_auth(target, profile)
+        self.origins = target.credential_origins | self.auth.origins
+        self.allowed_hosts = (None if allowed_hosts is None
+                              else frozenset(h.lower().strip("[]") for h in allowed_hosts))
+        # URLs under a trusted origin, spelled as format_origin spells it, skip parsing:
+        # this runs for every request of a load test.
+        self._fast = tuple(f"{format_origin(o)}/" for o in self.origins
+                           if self.allowed_hosts is None or o[1] in self.allowed_hosts)
         self.ledger = ledger or Ledger()
         # The demo and `call` fetch a fresh token for `authenticate`; probes reuse a
         # cached token until it nears expiry, as a real client would.
@@ -220,15 +240,40 @@ class Session:
             return extra
         return {**self.profile.variables, **self.target.variables, **extra}
 
+    def destination(self, request: RenderedRequest) -> bool:
+        """Whether the target's credentials may ride with ``request``; OriginError if it must not go."""
+        url = request.url
+        if url.startswith(self._fast):
+            return True
+        try:
+            origin = origin_of(url)
+        except ValueError:
+            raise OriginError(f"not sent: {url[:120]!r} is not an http(s) URL with a valid host "
+                              "and port") from None
+        if self.allowed_hosts is not None and origin[1] not in self.allowed_hosts:
+            raise OriginError(f"not sent: host {origin[1]} is not in "
+                              f"target.safety.allowed_hosts ({', '.join(sorted(self.allowed_hosts))})")
+        return origin in self.origins
+
+    def _refuse(self, request: RenderedRequest, what: str) -> OriginError:
+        shown = format_origin(origin_of(request.url))
+        allowed = ", ".join(sorted(format_origin(o) for o in self.origins))
+        return OriginError(f"not sent: it would carry target "
+                           f"{self.target.name}'s {what} to {shown}, and they go only to {allowed}")
+
     # -- flows -----------------------------------------------------------------------
 
     def send(self, request: RenderedRequest) -> Flow:
         """Send with credentials; fetch a token first when needed; retry once on 401."""
         own_headers = request.headers
+        trusted = self.destination(request)
+        if request.auth and not trusted and self.auth.kind != "none":
+            raise self._refuse(request, "credentials")
         for attempt in (1, 2):
             if request.auth and self.auth.needs_token():
                 yield from self.fetch_token()
-            headers = {**self.target.headers, **own_headers} if self.target.headers else dict(own_headers)
+            headers = ({**self.target.headers, **own_headers} if self.target.headers and trusted
+                       else dict(own_headers))
             if request.auth:
                 headers.update(self.auth.headers())
             request.headers = headers  # the request is this flow's own: no copy needed
@@ -245,6 +290,9 @@ class Session:
 
     def fetch_token(self) -> Flow:
         token_request = self.auth.token_request()
+        if not self.destination(token_request) and \
+                origin_of(token_request.url) not in self.auth.token_origins:
+            raise self._refuse(token_request, "client credentials")
         token_request.headers = {**self.target.headers, **token_request.headers}
         reply = yield token_request
         assert isinstance(reply, Reply)
@@ -353,14 +401,17 @@ class Session:
 
 def _matches(path: str, body: bytes) -> bool:
     try:
-        document = json.loads(body)
+        document = loads_json(body)
     except ValueError:
         return False
     return bool(compile_jsonpath(path).find(document))
 
 
 def _request_kwargs(request: RenderedRequest) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"params": request.params or None, "headers": request.headers}
+    # only encodings the drivers can decode within a cap (crmpulse._decoding)
+    headers = request.headers if "Accept-Encoding" in request.headers else {
+        "Accept-Encoding": ACCEPT_ENCODING, **request.headers}
+    kwargs: dict[str, Any] = {"params": request.params or None, "headers": headers}
     if request.json is not None:
         kwargs["json"] = request.json
     elif request.form is not None:
@@ -368,6 +419,39 @@ def _request_kwargs(request: RenderedRequest) -> dict[str, Any]:
     elif request.content is not None:
         kwargs["content"] = request.content
     return kwargs
+
+
+def _body_error(exc: BodyTooLarge | BadEncoding, limit: int) -> TransportError:
+    """The same failure, whichever driver read the body."""
+    if isinstance(exc, BodyTooLarge):
+        return TransportError(f"response body larger than {limit} bytes (decompressed)", "assertion")
+    return TransportError(f"response body refused: {exc}", "assertion")
+
+
+class _Watchdog:
+    """Ends a synchronous request at its deadline, wherever it is blocked.
+
+    httpx's timeouts bound each read, not the request: a server dripping a byte every
+    few seconds (into the headers or the body) never trips them. At the deadline this
+    shuts down the client's sockets from a timer thread, which wakes the blocked read;
+    an idle pooled connection shut down with them is simply reopened next time.
+    """
+
+    def __init__(self, seconds: float, sockets: list[socket.socket]) -> None:
+        self.expired = False
+        self._sockets = sockets
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        self.expired = True
+        for sock in list(self._sockets):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
 
 
 def http_options(target: Target) -> dict[str, Any]:
@@ -385,12 +469,13 @@ def http_options(target: Target) -> dict[str, Any]:
             "follow_redirects": False}
 
 
-def _session(loaded: LoadedConfig | None, target: Target | None, profile: Profile | None) -> Session:
+def _session(loaded: LoadedConfig | None, target: Target | None, profile: Profile | None,
+             auth: AuthProvider | None, allowed_hosts: Collection[str] | None) -> Session:
     target = target or (loaded.target if loaded else None)
     profile = profile or (loaded.profile if loaded else None)
     if target is None or profile is None:
         raise ValueError("a client needs a LoadedConfig or a target and a profile")
-    return Session(target, profile)
+    return Session(target, profile, auth=auth, allowed_hosts=allowed_hosts)
 
 
 def _failed(operation: str, exc: TransportError) -> OperationResult:
@@ -399,12 +484,21 @@ def _failed(operation: str, exc: TransportError) -> OperationResult:
 
 
 class Client:
-    """Synchronous driver (CLI, demo, tests)."""
+    """Synchronous driver (CLI, demo, cleanup, sweeps, tests).
+
+    Bounded like the async driver: each request ends by ``target.timeout`` however
+    slowly the server drips, and its body is refused past ``max_body`` bytes after
+    decompression, with the same failure reasons.
+    """
 
     def __init__(self, loaded: LoadedConfig | None = None, *, target: Target | None = None,
-                 profile: Profile | None = None, http: httpx.Client | None = None) -> None:
-        self.session = _session(loaded, target, profile)
+                 profile: Profile | None = None, http: httpx.Client | None = None,
+                 auth: AuthProvider | None = None, allowed_hosts: Collection[str] | None = None,
+                 max_body: int = 16 * 1024 * 1024) -> None:
+        self.session = _session(loaded, target, profile, auth, allowed_hosts)
         self.http = http or httpx.Client(**http_options(self.session.target))
+        self.max_body = max_body
+        self._sockets: list[socket.socket] = []  # every connection this client opened
 
     def run(self, flow: Flow) -> Any:
         try:
@@ -423,13 +517,35 @@ class Client:
         except StopIteration as stop:
             return stop.value
 
+    def _trace(self, event: str, info: dict[str, Any]) -> None:
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            sock = info["return_value"].get_extra_info("socket")
+            if sock is not None:
+                self._sockets[:] = [s for s in self._sockets if s.fileno() != -1]
+                self._sockets.append(sock)
+
     def _send(self, request: RenderedRequest) -> Reply:
+        kwargs = _request_kwargs(request)
+        kwargs["extensions"] = {"trace": self._trace}
         start = time.perf_counter()
+        watchdog = _Watchdog(self.session.target.timeout, self._sockets)
         try:
-            response = self.http.request(request.method, request.url, **_request_kwargs(request))
+            with self.http.stream(request.method, request.url, **kwargs) as response:
+                decoder = BoundedDecoder(response.headers.get("content-encoding"), self.max_body)
+                body = bytearray()
+                for chunk in response.iter_raw():
+                    body += decoder.feed(chunk)
+                    if watchdog.expired:
+                        raise httpx.ReadTimeout("deadline")
+                body += decoder.flush()
         except httpx.HTTPError as exc:
-            raise translate_error(exc, request.url) from exc
-        return Reply(response.status_code, dict(response.headers), response.content,
+            error = httpx.ReadTimeout("deadline") if watchdog.expired else exc
+            raise translate_error(error, request.url) from exc
+        except (BodyTooLarge, BadEncoding) as exc:
+            raise _body_error(exc, self.max_body) from None
+        finally:
+            watchdog.cancel()
+        return Reply(response.status_code, dict(response.headers), bytes(body),
                      time.perf_counter() - start)
 
     def call(self, operation: str, max_pages: int = 1, **variables: Any) -> OperationResult:
@@ -459,8 +575,10 @@ class AsyncClient:
     """Asynchronous driver (the probes)."""
 
     def __init__(self, loaded: LoadedConfig | None = None, *, target: Target | None = None,
-                 profile: Profile | None = None, http: httpx.AsyncClient | None = None) -> None:
-        self.session = _session(loaded, target, profile)
+                 profile: Profile | None = None, http: httpx.AsyncClient | None = None,
+                 auth: AuthProvider | None = None,
+                 allowed_hosts: Collection[str] | None = None) -> None:
+        self.session = _session(loaded, target, profile, auth, allowed_hosts)
         self.http = http or httpx.AsyncClient(**http_options(self.session.target))
 
     async def run(self, flow: Flow) -> Any:
@@ -491,20 +609,26 @@ class AsyncClient:
         stalled = context.stalled if context is not None else 0.0
         start = time.perf_counter()
         try:
-            async with self.http.stream(request.method, request.url, **kwargs) as response:
+            # the request's whole deadline: httpx's timeouts bound each read, not the sum
+            async with asyncio.timeout(self.session.target.timeout), \
+                    self.http.stream(request.method, request.url, **kwargs) as response:
+                decoder = BoundedDecoder(response.headers.get("content-encoding"), limit)
                 body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > limit:
-                        raise TransportError(f"response body larger than {limit} bytes", "assertion")
+                async for chunk in response.aiter_raw():
+                    body += decoder.feed(chunk)
+                body += decoder.flush()
         except httpx.HTTPError as exc:
             raise translate_error(exc, request.url) from exc
+        except TimeoutError:
+            raise translate_error(httpx.ReadTimeout("deadline"), request.url) from None
+        except (BodyTooLarge, BadEncoding) as exc:
+            raise _body_error(exc, limit) from None
         elapsed = time.perf_counter() - start
         if context is not None:
             elapsed = max(0.0, elapsed - (context.stalled - stalled))
         if context is not None and context.log is not None:
             parts = urlsplit(request.url)
-            context.log.append(f"{request.method} {parts.scheme}://{parts.netloc}{parts.path} -> "
+            context.log.append(f"{request.method} {format_origin(origin_of(request.url))}{parts.path} -> "
                                f"{response.status_code} in {elapsed * 1000:.1f} ms, {len(body)} bytes")
         return Reply(response.status_code, dict(response.headers), bytes(body), elapsed)
 

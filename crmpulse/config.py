@@ -16,18 +16,47 @@ problems are reported together, each located by file, line and key path:
 from __future__ import annotations
 
 import difflib
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from . import redact
 from ._exceptions import ConfigError, Problem
-from ._types import URL, Duration, JSONPathStr, Name, Percent, Ratio, Regex, Secret
+from ._files import ca_problem, cert_pair_problem, resolve, traffic_csv_problems
+from ._types import (
+    URL,
+    Duration,
+    JSONPathStr,
+    Listen,
+    ListenOrOff,
+    Name,
+    OriginURL,
+    Percent,
+    PositiveDuration,
+    Ratio,
+    Regex,
+    Secret,
+)
 from ._validate import validate_document
-from ._yamlfile import KeyPath, LineMap, load_yaml
+from ._yamlfile import KeyPath, LineMap, SecretValue, load_yaml
+from .callers import check_callers
+from .origins import Origin, absolute_urls, fixed_origin, format_origin, origin_of
 from .profile import Profile, load_profile
 from .steps import Expect, Step
+from .templates import placeholders
 
 __all__ = [
     "Config",
@@ -36,7 +65,9 @@ __all__ = [
 ]
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # allow_inf_nan: YAML reads ".inf" and ".nan" as numbers; no rate or limit may be either
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              allow_inf_nan=False)
 
 
 # -- target --------------------------------------------------------------------------
@@ -63,11 +94,27 @@ class APIKeyAuth(Model):
     key: Secret
 
 
+def _check_token_url(value: str | None) -> str | None:
+    if value is not None and value.lower().startswith(("http://", "https://")):
+        try:
+            origin_of(value)
+        except ValueError:
+            raise ValueError(f'expected an absolute http(s) URL or a path, got "{value}"') from None
+        if urlsplit(value).username is not None:
+            raise ValueError("expected a URL without user:password@")
+    return value
+
+
 class OAuth2ClientCredentials(Model):
     type: Literal["oauth2_client_credentials"]
     token_url: str | None = Field(
         None, description="absolute, or relative to base_url; default: the profile's "
         "authenticate operation")
+
+    @field_validator("token_url")
+    @classmethod
+    def _token_url(cls, value: str | None) -> str | None:
+        return _check_token_url(value)
     client_id: str
     client_secret: Secret
     scope: str | None = None
@@ -77,6 +124,11 @@ class OAuth2ClientCredentials(Model):
 class OAuth2Password(Model):
     type: Literal["oauth2_password"]
     token_url: str | None = None
+
+    @field_validator("token_url")
+    @classmethod
+    def _token_url(cls, value: str | None) -> str | None:
+        return _check_token_url(value)
     client_id: str | None = None
     client_secret: Secret | None = None
     username: str
@@ -108,16 +160,89 @@ class Safety(Model):
     max_rps: float = Field(200.0, gt=0)
 
 
+_SECRET_HEADER = re.compile(r"auth|token|secret|key|cookie|session|password|signature", re.I)
+
+
 class Target(Model):
+    """Where the CRM is and how to authenticate; its credentials go only to its origins.
+
+    The origin is fixed when the target is validated (the base URL's) and survives
+    ``model_copy``: a copy pointed at another base URL, as ``/probe`` makes, does not
+    take the credentials' permission along. (A token request may also go to an absolute
+    token URL: see crmpulse.auth.)
+    """
+
     name: Name
     base_url: URL
     auth: Auth = NoAuth(type="none")
     tls: TLS = TLS()
-    timeout: Duration = 10.0
+    timeout: PositiveDuration = 10.0
     headers: dict[str, str] = {}
     variables: dict[str, Any] = Field(
         {}, description="values operations may use, e.g. a known contact's id")
     safety: Safety = Safety()
+    _origins: frozenset[Origin] = PrivateAttr(frozenset())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_from_url(cls, data: Any) -> Any:
+        """``http://user:${env:X}@host`` becomes basic auth, so the URL shown anywhere has none."""
+        url = data.get("base_url") if isinstance(data, dict) else None
+        if not isinstance(url, SecretValue) or "@" not in url:
+            return data
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return data
+        auth = data.get("auth")
+        if parts.password is None or (auth is not None and not (
+                isinstance(auth, dict) and auth.get("type") == "none")):
+            return data  # the field's own check says what is wrong
+        netloc = parts.netloc.rpartition("@")[2]
+        stripped = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        password = SecretValue(unquote(parts.password), url.reference)
+        return {**data, "base_url": SecretValue(stripped, url.reference),
+                "auth": {"type": "basic", "username": unquote(parts.username or ""),
+                         "password": password}}
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _no_credentials_left_in_url(cls, value: Any) -> Any:
+        if not isinstance(value, str) or "@" not in value:
+            return value
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            return value
+        if parts.password is not None and isinstance(value, SecretValue):
+            raise ValueError("the URL carries credentials and target.auth is set too: "
+                             "give them in one place")
+        if parts.password is not None:
+            raise ValueError("expected the password in the URL as a reference, like "
+                             "http://user:${env:CRM_PASSWORD}@host: secrets are never written "
+                             "in the file, which ends up in git and in tickets")
+        return value
+
+    def model_post_init(self, __context: Any) -> None:
+        self._origins = frozenset({origin_of(self.base_url)})
+        for name, value in self.headers.items():
+            if _SECRET_HEADER.search(name):  # written in the file, but still not for outputs
+                redact.register(value)
+
+    @property
+    def credential_origins(self) -> frozenset[Origin]:
+        """Origins this target's credentials may be sent to (fixed at validation)."""
+        return self._origins
+
+    def with_credential_origins(self, origins: Iterable[Origin]) -> Target:
+        """A copy whose credentials may also go to ``origins`` (ones the config names for them)."""
+        copy = self.model_copy()
+        copy._origins = self._origins | frozenset(origins)
+        return copy
+
+    def anonymous(self) -> Target:
+        """A copy that sends no credentials and no ``headers`` (``/probe`` of any target)."""
+        return self.model_copy(update={"auth": NoAuth(type="none"), "headers": {}})
 
 
 # -- SLOs ------------------------------------------------------------------------------
@@ -127,8 +252,8 @@ class SLO(Model):
     name: Name
     kind: Literal["availability", "latency", "sync_lag"]
     objective: Percent
-    window: Duration = 30 * 86400.0
-    threshold: Duration | None = Field(None, validate_default=True,
+    window: PositiveDuration = 30 * 86400.0
+    threshold: PositiveDuration | None = Field(None, validate_default=True,
                                        description="latency and sync_lag SLOs")
     checks: list[str] = Field([], description="checks this SLO covers (default: all)")
     pairs: list[str] = Field([], description="sync pairs a sync_lag SLO covers (default: all)")
@@ -158,9 +283,12 @@ class RawRequest(Model):
 
 class _CheckBase(Model):
     name: Name
-    interval: Duration = 30.0
-    timeout: Duration = 10.0
+    interval: PositiveDuration = 30.0
+    timeout: PositiveDuration = 10.0
     jitter: Ratio = 10.0
+    any_target: bool = Field(
+        False, description="/probe may name any target for this module, which is then probed "
+        "without credentials (blackbox_exporter's model)")
     phase_series: bool | None = Field(
         None, description="export the five per-phase durations of the last run "
         "(default: probes.phase_series)")
@@ -188,7 +316,8 @@ class JourneyCheck(_CheckBase):
 class TLSCheck(_CheckBase):
     kind: Literal["tls"]
     host: str | None = Field(None, description="default: the target's host")
-    port: int = Field(443, ge=1, le=65535)
+    port: int | None = Field(None, ge=1, le=65535, description="default: the target's port "
+                             "when it is https and host is not given, else 443")
 
 
 class ProtectionCheck(_CheckBase):
@@ -232,12 +361,50 @@ class SyncSweep(Model):
     pages: int = Field(20, ge=1, le=1000)
 
 
+class WebhookSignature(Model):
+    """How the CRM signs deliveries: an HMAC-SHA256 of the raw body, in a header.
+
+    The secret comes from the config (``secret``), from the subscribe response
+    (``secret_from``), or, with neither, crmpulse makes one per subscription and gives
+    it to the subscribe operation as ``{{ webhook_secret }}``.
+    """
+
+    header: str = Field(pattern=r"^[A-Za-z0-9-]{1,64}$", description="e.g. X-Hub-Signature-256")
+    encoding: Literal["hex", "base64"] = "hex"
+    prefix: str = Field("", max_length=32, description='text before the digest, e.g. "sha256="')
+    secret: Secret | None = None
+    secret_from: JSONPathStr | None = Field(None, description="where the subscribe response "
+                                            "carries the signing secret")
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> WebhookSignature:
+        if self.secret is not None and self.secret_from is not None:
+            raise ValueError("give secret or secret_from, not both")
+        return self
+
+
 class SyncWebhook(Model):
     subscribe: Step | None = Field(None, description="operation that subscribes the probe's "
                                   "receiver ({{ url }} is its address); its cleanup unsubscribes")
     url: URL | None = Field(None, description="where the CRM must deliver events (default: the "
                             "exporter's listen address + /-/webhook/<pair>)")
     match: JSONPathStr = Field("$.data.id", description="where an event carries the record id")
+    signature: WebhookSignature | None = Field(
+        None, description="verify deliveries; without it, any delivery to the receiver counts")
+
+    @model_validator(mode="after")
+    def _secret_has_a_source(self) -> SyncWebhook:
+        signature = self.signature
+        if signature is None or signature.secret is not None:
+            return self
+        if self.subscribe is None:
+            raise ValueError("signature needs a secret: without a subscribe operation, give "
+                             "signature.secret")
+        if signature.secret_from is None and "webhook_secret" not in {
+                name.split(".")[0] for name, _ in placeholders(self.subscribe.with_)}:
+            raise ValueError("signature has no secret: pass {{ webhook_secret }} (made by "
+                             "crmpulse) in subscribe.with, or give secret or secret_from")
+        return self
 
 
 class SyncPair(Model):
@@ -250,12 +417,12 @@ class SyncPair(Model):
     read: SyncRead | None = None
     webhook: SyncWebhook | None = None
     sweep: SyncSweep
-    interval: Duration = 30.0
-    sla: Duration = 60.0
+    interval: PositiveDuration = 30.0
+    sla: PositiveDuration = 60.0
     sweep_after: Duration = Field(3600.0, description="marked records older than this are orphans")
-    sweep_every: Duration = 600.0
-    poll_min: Duration = 0.025
-    poll_max: Duration = 1.0
+    sweep_every: PositiveDuration = 600.0
+    poll_min: PositiveDuration = 0.025
+    poll_max: PositiveDuration = 1.0
 
     @model_validator(mode="after")
     def _mode_needs(self) -> SyncPair:
@@ -292,10 +459,10 @@ class Shard(Model):
 
 
 class Probes(Model):
-    listen: str = Field(DEFAULT_PROBE_LISTEN, description="host:port the exporter serves on")
-    probe_hosts: list[str] = Field(
-        [], description="hosts /probe?target= may name besides the target's own; credentials "
-        "are sent to these too")
+    listen: Listen = Field(DEFAULT_PROBE_LISTEN, description="host:port the exporter serves on")
+    probe_hosts: list[OriginURL] = Field(
+        [], description="origins (scheme://host[:port]) /probe?target= may name besides the "
+        "target's own; the target's credentials are sent to these too")
     concurrency: int = Field(16, ge=1, le=1024)
     max_concurrent_probes: int = Field(
         16, ge=1, le=4096, description="/probe requests running at once; more get 503")
@@ -311,9 +478,9 @@ class Probes(Model):
 
 
 class Gate(Model):
-    p50: Duration | None = None
-    p95: Duration | None = None
-    p99: Duration | None = None
+    p50: PositiveDuration | None = None
+    p95: PositiveDuration | None = None
+    p99: PositiveDuration | None = None
     error_ratio: Ratio | None = None
     min_rps: float | None = Field(None, ge=0)
 
@@ -325,7 +492,7 @@ class Gates(Model):
 
 
 class Stage(Model):
-    duration: Duration
+    duration: PositiveDuration
     users: int = Field(ge=0)
     spawn_rate: float | None = Field(None, gt=0)
     rps: float | None = Field(None, ge=0)
@@ -334,7 +501,7 @@ class Stage(Model):
 class Shape(Model):
     kind: Literal["ramp", "step", "spike", "soak", "peak_season"] = "ramp"
     users: int = Field(10, ge=1)
-    duration: Duration = 60.0
+    duration: PositiveDuration = 60.0
     spawn_rate: float = Field(5.0, gt=0)
     rps: float | None = Field(None, gt=0, description="open model: target request rate")
     stages: list[Stage] = []
@@ -355,7 +522,8 @@ class LoadTest(Model):
                                      "of requests fails")
     honour_retry_after: bool = True
     max_retry_after: Duration = Field(30.0, description="longest Retry-After a user waits")
-    metrics_listen: str = Field("127.0.0.1:9688", description="host:port of the live metrics")
+    metrics_listen: ListenOrOff = Field(
+        "127.0.0.1:9688", description="host:port of the live metrics, or off")
     think_time: Duration = Field(1.0, description="mean pause between a user's tasks "
                                  "(closed model)")
 
@@ -418,9 +586,47 @@ def load_config(path: str | Path) -> LoadedConfig:
             systems[system.name] = (system, loaded_profile)
     if profile is not None:
         problems += _cross_check(config, profile, systems, doc.lines)
+        problems += check_callers(config, profile, systems, doc.lines)
+    config, more = _check_files(config, path.parent, doc.lines)
+    problems += more
     if problems or profile is None:
         raise ConfigError(problems)
     return LoadedConfig(config, profile, path, systems)
+
+
+def _check_files(config: Config, base_dir: Path, lines: LineMap) -> tuple[Config, list[Problem]]:
+    """Files the config names exist and load; TLS paths become absolute (relative to the config)."""
+    problems: list[Problem] = []
+
+    def tls(target: Target, where: KeyPath) -> Target:
+        spec = target.tls
+        paths = {key: resolve(value, base_dir) for key in ("ca_file", "client_cert", "client_key")
+                 if (value := getattr(spec, key))}
+        if spec.ca_file and (message := ca_problem(paths["ca_file"], spec.ca_file)):
+            problems.append(lines.problem((*where, "tls", "ca_file"), message))
+        if spec.client_key and not spec.client_cert:
+            problems.append(lines.problem((*where, "tls", "client_key"),
+                                          "a client_key needs its client_cert"))
+        if spec.client_cert and (message := cert_pair_problem(
+                paths["client_cert"], paths.get("client_key"), spec.client_cert, spec.client_key)):
+            problems.append(lines.problem((*where, "tls", "client_cert"), message))
+        if not paths:
+            return target
+        return target.model_copy(update={"tls": spec.model_copy(update={
+            key: str(value) for key, value in paths.items()})})
+
+    target = tls(config.target, ("target",))
+    systems = [tls(system, ("systems", i)) for i, system in enumerate(config.systems)]
+    shape_csv = config.loadtest.shape.csv
+    if shape_csv:
+        csv_path = resolve(shape_csv, base_dir)
+        located, _ = traffic_csv_problems(csv_path, shape_csv)
+        for line, message in located:
+            problems.append(lines.problem(("loadtest", "shape", "csv"), message) if line == 0
+                            else Problem(str(csv_path), line, "loadtest.shape.csv", message))
+    if target is config.target and all(a is b for a, b in zip(systems, config.systems, strict=True)):
+        return config, problems
+    return config.model_copy(update={"target": target, "systems": systems}), problems
 
 
 def _load_profile(ref: str, where: KeyPath, path: Path, lines: LineMap,
@@ -463,6 +669,12 @@ def _cross_check(config: Config, profile: Profile, systems: dict[str, tuple[Syst
         if isinstance(check, JourneyCheck):
             for j, step in enumerate(check.steps):
                 need_op(step.operation, (*base, "steps", j, "operation"))
+        if isinstance(check, TLSCheck) and check.host is None and \
+                not config.target.base_url.lower().startswith("https://"):
+            problems.append(lines.problem(
+                (*base, "kind"), f"a tls check needs TLS: target.base_url is "
+                f"{config.target.base_url.split('://')[0]}://, so give this check a host "
+                "(and port) that serves TLS"))
         if check.timeout > check.interval:
             problems.append(lines.problem((*base, "timeout"),
                                           "expected a timeout no longer than the interval"))
@@ -504,6 +716,7 @@ def _cross_check(config: Config, profile: Profile, systems: dict[str, tuple[Syst
                                               f'expected the name of a sync pair, got "{name}"'))
     for name in config.loadtest.gates.operations:
         need_op(name, ("loadtest", "gates", "operations", name))
+    problems += _credential_destinations(config, profile, lines)
     if config.target.variables:
         used = {n for op in profile.operations.values() for n, _ in op.variables()}
         for name in config.target.variables:
@@ -511,6 +724,31 @@ def _cross_check(config: Config, profile: Profile, systems: dict[str, tuple[Syst
                 problems.append(lines.problem(("target", "variables", name),
                                               f'no operation of profile {profile.name} uses "{name}"'))
     return problems
+
+
+def _credential_destinations(config: Config, profile: Profile, lines: LineMap) -> list[Problem]:
+    """Absolute URLs that would carry the target's credentials somewhere not configured for them."""
+    allowed = set(config.target.credential_origins)
+    oauth = isinstance(config.target.auth, OAuth2ClientCredentials | OAuth2Password)
+    checks = {c.name: i for i, c in enumerate(config.probes.checks)}
+    problems = []
+    for kind, name, url, credentials in absolute_urls(config, profile):
+        origin = fixed_origin(url)
+        if not credentials or origin is None or origin in allowed or (
+                oauth and kind == "operation" and name == "authenticate"):
+            continue  # (an OAuth2 token request goes where the token URL says)
+        where: KeyPath = ("profile",) if kind == "operation" else \
+            ("probes", "checks", checks[name], "request", "path")
+        problems.append(lines.problem(where, (
+            f"{kind} {name} " if kind == "operation" else "") +
+            f"sends target {config.target.name}'s credentials to {format_origin(origin)}, which "
+            f"is not an origin configured for them ({_origins(allowed)}): give it auth: false, "
+            "or reach that API as a system of its own"))
+    return problems
+
+
+def _origins(origins: set[Origin]) -> str:
+    return ", ".join(sorted(format_origin(o) for o in origins))
 
 
 def _unknown_operation(profile: Profile, name: str) -> str:

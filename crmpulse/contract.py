@@ -23,7 +23,9 @@ __all__ = [
     "PROBE_REJECT_REASONS",
     "PROTECTIONS",
     "RECORDED",
+    "SUBSCRIPTION_STATES",
     "SYNC_STAGES",
+    "WEBHOOK_REJECT_REASONS",
     "Metric",
     "Recorded",
     "duration_buckets",
@@ -127,9 +129,21 @@ SYNC_DELETE_FAILURES = Metric("crmpulse_sync_delete_failures", "counter",
 SYNC_ERRORS = Metric("crmpulse_sync_errors", "counter",
                      "Sync probe requests that failed, by stage and reason.",
                      (*_PAIR, "stage", "reason"))
+#: Why a webhook delivery was refused (401) and not measured.
+WEBHOOK_REJECT_REASONS = ("missing", "malformed", "mismatch")
+#: States of a webhook pair's subscription: ``auth_failed`` is our credential (a ticket),
+#: ``failed`` anything else the CRM answered; while not ``subscribed`` no record is written,
+#: so lost records mean deliveries that are late or missing (a page).
+SUBSCRIPTION_STATES = ("pending", "subscribed", "auth_failed", "failed")
+SYNC_WEBHOOK_REJECTED = Metric("crmpulse_sync_webhook_rejected", "counter",
+                               "Webhook deliveries refused with 401 and not measured, by reason: "
+                               "signature missing, malformed or not matching.", (*_PAIR, "reason"))
+SYNC_SUBSCRIPTION = Metric("crmpulse_sync_webhook_subscription", "gauge",
+                           "1 for the webhook subscription's current state (pending, subscribed, "
+                           "auth_failed, failed), 0 for the others.", (*_PAIR, "state"))
 SYNC_METRICS = (SYNC_LAG, SYNC_LAG_OBSERVED, SYNC_CREATED, SYNC_SEEN, SYNC_LOST, SYNC_IN_FLIGHT,
                 SYNC_LAST_SUCCESS, SYNC_DELETED, SYNC_ORPHANS_FOUND, SYNC_ORPHANS_DELETED,
-                SYNC_DELETE_FAILURES, SYNC_ERRORS)
+                SYNC_DELETE_FAILURES, SYNC_ERRORS, SYNC_WEBHOOK_REJECTED, SYNC_SUBSCRIPTION)
 
 # -- load tests (live, from `crmpulse loadtest`) ---------------------------------------------
 _LT = ("target", "kind", "name")

@@ -26,12 +26,12 @@ from urllib.parse import urljoin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
-from ._exceptions import ConfigError, OperationError
+from ._exceptions import ConfigError, OperationError, Problem
 from ._types import JSONPathStr, compile_jsonpath, first_match
 from ._validate import validate_document
-from ._yamlfile import load_yaml
+from ._yamlfile import LineMap, load_yaml
 from .steps import Step
-from .templates import MISSING, placeholders, render, render_path
+from .templates import MISSING, placeholders, render, render_path, syntax_problems
 
 __all__ = [
     "BUILTIN_PROFILES",
@@ -43,6 +43,7 @@ __all__ = [
     "SweepSpec",
     "compile_jsonpath",
     "load_profile",
+    "loads_json",
 ]
 
 BUILTIN_DIR = Path(__file__).parent / "profiles"
@@ -78,7 +79,8 @@ Status = Annotated[int | str, AfterValidator(_check_status)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              allow_inf_nan=False)
 
 
 class Pagination(_Model):
@@ -165,7 +167,7 @@ class Operation(_Model):
         document: Any = None
         if needs_json:
             try:
-                document = json.loads(body) if body else None
+                document = loads_json(body) if body else None
             except ValueError:
                 result.ok = False
                 result.reason = "assertion"
@@ -338,6 +340,7 @@ def load_profile(ref: str, base_dir: Path | None = None) -> Profile:
                 problems.append(doc.lines.problem(("operations",),
                                                   f"required operation {name} is missing"))
     if profile is not None:
+        problems += _template_syntax(profile, doc.lines)
         for name, op in profile.operations.items():
             if op.cleanup and op.cleanup.operation not in profile.operations:
                 problems.append(doc.lines.problem(
@@ -356,6 +359,32 @@ def load_profile(ref: str, base_dir: Path | None = None) -> Profile:
     if problems or profile is None:
         raise ConfigError(problems)
     return profile
+
+
+def _template_syntax(profile: Profile, lines: LineMap) -> list[Problem]:
+    """A malformed placeholder anywhere in the profile (``{{ id``) is refused at load."""
+    trees: list[tuple[tuple[str | int, ...], Any]] = []
+    for name, op in profile.operations.items():
+        trees += [(("operations", name, "path"), op.path), (("operations", name, "query"), op.query),
+                  (("operations", name, "headers"), op.headers), (("operations", name, "json"), op.json_body),
+                  (("operations", name, "form"), op.form)]
+        if op.cleanup:
+            trees.append((("operations", name, "cleanup", "with"), op.cleanup.with_))
+    for i, spec in enumerate(profile.sweep):
+        trees += [(("sweep", i, "with"), spec.with_), (("sweep", i, "delete_with"), spec.delete_with)]
+    for i, step in enumerate(profile.smoke):
+        trees.append((("smoke", i, "with"), step.with_))
+    return [lines.problem(where, message) for path, tree in trees
+            for where, message in syntax_problems(tree, path)]
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_json(body: bytes | str) -> Any:
+    """Parse JSON strictly: NaN and Infinity, which Python's json accepts, are refused."""
+    return json.loads(body, parse_constant=_no_constant)
 
 
 def _link_next(header: str) -> str | None:

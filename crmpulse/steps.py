@@ -29,7 +29,8 @@ __all__ = ["Expect", "JSONAssertion", "Step", "evaluate_expect"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              allow_inf_nan=False)
 
 
 class JSONAssertion(_Model):

@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from ._exceptions import OperationError
 
-__all__ = ["MISSING", "placeholders", "render", "render_path"]
+__all__ = ["MISSING", "has_placeholder", "placeholders", "render", "render_path", "syntax_problems"]
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)(\?)?\s*\}\}")
 
@@ -57,6 +57,34 @@ def placeholders(template: Any) -> set[tuple[str, bool]]:
     elif isinstance(template, list):
         for value in template:
             found |= placeholders(value)
+    return found
+
+
+def has_placeholder(text: str) -> bool:
+    return "{{" in text
+
+
+Located = list[tuple[tuple[str | int, ...], str]]
+
+
+def syntax_problems(template: Any, path: tuple[str | int, ...] = ()) -> Located:
+    """``(key path, message)`` for every string in a template tree with a malformed placeholder.
+
+    ``"{{ id"``, ``"{{ first-name }}"`` and ``"{{}}"`` would otherwise be sent as literal
+    text; they are refused when the file is loaded.
+    """
+    found: Located = []
+    if isinstance(template, str):
+        if "{{" in _PLACEHOLDER.sub("", template):
+            shown = template if len(template) <= 80 else template[:77] + "..."
+            found.append((path, 'expected placeholders like "{{ name }}" or "{{ name? }}" '
+                          f'(letters, digits, "_" and "." inside), got "{shown}"'))
+    elif isinstance(template, Mapping):
+        for key, value in template.items():
+            found += syntax_problems(value, (*path, str(key)))
+    elif isinstance(template, list):
+        for i, value in enumerate(template):
+            found += syntax_problems(value, (*path, i))
     return found
 
 

@@ -42,7 +42,10 @@ class CRMUser(FastHttpUser):
         self.host = ctx.loaded.target.base_url
         super().__init__(environment)
         self.ctx = ctx
-        self.session = Session(ctx.loaded.target, ctx.loaded.profile, force_authenticate=False)
+        # allowed_hosts: every request, whatever URL a response or variable produced, is
+        # checked against the safety rail before it is sent (crmpulse.client.Session)
+        self.session = Session(ctx.loaded.target, ctx.loaded.profile, force_authenticate=False,
+                               allowed_hosts=ctx.loaded.target.safety.allowed_hosts)
         ctx.sessions.append(self.session)
         think = ctx.loaded.config.loadtest.think_time
         self.wait_time = lambda: random.uniform(think * 0.5, think * 1.5)  # type: ignore[method-assign]

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from crmpulse.redact import redact
+
 from .gate import PERCENTILE_NOTE
 from .plots import line_chart
 
@@ -23,9 +25,10 @@ def write_reports(data: dict[str, Any], folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": folder / "report.json", "markdown": folder / "summary.md",
              "html": folder / "report.html"}
-    paths["json"].write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    paths["markdown"].write_text(markdown(data), encoding="utf-8")
-    paths["html"].write_text(html_report(data), encoding="utf-8")
+    # every secret the config resolved is masked, in whatever escaping each format uses
+    paths["json"].write_text(redact(json.dumps(data, indent=2, default=str)), encoding="utf-8")
+    paths["markdown"].write_text(redact(markdown(data)), encoding="utf-8")
+    paths["html"].write_text(redact(html_report(data)), encoding="utf-8")
     return paths
 
 

@@ -8,9 +8,9 @@ enforced while running (every request takes a token from the pacer).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from crmpulse import LoadedConfig
+from crmpulse.origins import request_hosts
 from crmpulse.units import format_duration
 
 from .shapes import StagePlan
@@ -84,9 +84,8 @@ def make_plan(loaded: LoadedConfig, stages: list[StagePlan]) -> Plan:
     # each stage sends at most its target rate (or the cap, when it sets none)
     requests = min(requests, sum(min(s.rps or cap, cap) * (s.end - b)
                                  for s, b in zip(stages, starts, strict=True)))
-    host = urlsplit(loaded.target.base_url).hostname or ""
-    return Plan(stages, start, peak_users, max(rps_values) if rps_values else None, cap, [host],
-                int(requests), int(records), weights)
+    return Plan(stages, start, peak_users, max(rps_values) if rps_values else None, cap,
+                request_hosts(loaded), int(requests), int(records), weights)
 
 
 def check(loaded: LoadedConfig, plan: Plan, known_journeys: list[str]) -> list[str]:
@@ -96,10 +95,10 @@ def check(loaded: LoadedConfig, plan: Plan, known_journeys: list[str]) -> list[s
     if not safety.allow_loadtest:
         problems.append(f"target {target.name} does not allow load tests: set "
                         "target.safety.allow_loadtest: true (only for a CRM you may load)")
-    host = urlsplit(target.base_url).hostname or ""
-    if host not in safety.allowed_hosts:
-        problems.append(f"host {host} is not in target.safety.allowed_hosts "
-                        f"({', '.join(safety.allowed_hosts) or 'empty'})")
+    for host in plan.hosts:  # the target's, its token URL's, absolute URLs in the profile
+        if host not in safety.allowed_hosts:
+            problems.append(f"host {host} is not in target.safety.allowed_hosts "
+                            f"({', '.join(safety.allowed_hosts) or 'empty'})")
     if plan.peak_users > safety.max_users:
         problems.append(f"the shape peaks at {plan.peak_users} users, above "
                         f"target.safety.max_users ({safety.max_users})")

@@ -242,8 +242,14 @@ async def run_journey(runner: TargetRunner, session: Session, check: Check, outc
 async def run_tls(runner: TargetRunner, session: Session, check: Check, outcome: Outcome) -> None:
     assert isinstance(check, TLSCheck)
     parts = urlsplit(runner.target.base_url)
-    host = check.host or parts.hostname or ""
-    port = check.port if check.host or parts.scheme != "https" else (parts.port or 443)
+    if check.host:
+        host, port = check.host, check.port or 443
+    elif parts.scheme == "https":  # the target's own TLS endpoint, on its own port
+        host, port = parts.hostname or "", check.port or parts.port or 443
+    else:  # config validation refuses this for the target; /probe can still name an http:// one
+        outcome.fail("tls", f"{runner.target.base_url} is plain {parts.scheme}: there is no TLS to "
+                     "check (give the check a host that serves TLS)")
+        return
     verified = ssl.create_default_context(cafile=runner.target.tls.ca_file)
     try:
         der = await _peer_certificate(host, port, verified, outcome)

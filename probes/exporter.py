@@ -25,10 +25,9 @@ import ssl
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from starlette.applications import Starlette
@@ -45,12 +44,15 @@ from crmpulse.contract import (
     Metric,
     duration_buckets,
 )
+from crmpulse.origins import origin_of
+from crmpulse.redact import redact
 
 from . import transport
 from .checks import Outcome, TargetRunner
 from .exposition import CheckStore
 from .memory import trim, tune_allocator
 from .metrics import ProbeMetrics
+from .probeparams import ProbeRefused, parse_probe_request
 from .scheduler import Scheduler
 from .sharding import shard_of
 from .synclag import SweepReport, SyncMetrics, SyncPairRunner
@@ -58,7 +60,6 @@ from .synclag import SweepReport, SyncMetrics, SyncPairRunner
 __all__ = ["Exporter", "ProbeRejected", "RunningSet", "create_app"]
 
 log = logging.getLogger("crmpulse.probe")
-TIMEOUT_OFFSET = 0.5  # seconds kept back from Prometheus's scrape timeout, as blackbox does
 TRIM_AFTER = 8 * 1024 * 1024  # response bytes read by probes before idle memory is trimmed
 
 
@@ -368,21 +369,31 @@ class Exporter:
     def check_named(self, name: str) -> Check | None:
         return next((c for c in self.loaded.config.probes.checks if c.name == name), None)
 
-    def probe_runner(self, base_url: str) -> TargetRunner:
-        """One runner per probed origin (cached), sharing config and credentials handling."""
-        runner = self.probe_runners.get(base_url)
+    def probe_runner(self, base_url: str, anonymous: bool = False) -> TargetRunner:
+        """One runner per probed base URL (cached); its credentials may go where the config says.
+
+        The target's credentials may go to its own origin and to ``probes.probe_hosts``;
+        an ``anonymous`` runner (an ``any_target`` module on another origin) has none.
+        """
+        key = f"{'anonymous ' if anonymous else ''}{base_url}"
+        runner = self.probe_runners.get(key)
         if runner is None:
-            runner = TargetRunner(self.loaded, base_url=base_url)
-            self.probe_runners[base_url] = runner
+            target = self.loaded.target.with_credential_origins(
+                origin_of(o) for o in self.loaded.config.probes.probe_hosts)
+            if anonymous:
+                target = target.anonymous()
+            loaded = replace(self.loaded, config=self.loaded.config.model_copy(update={"target": target}))
+            runner = TargetRunner(loaded, base_url=base_url)
+            self.probe_runners[key] = runner
             if len(self.probe_runners) > 64:
                 _, oldest = self.probe_runners.popitem(last=False)
                 asyncio.get_running_loop().create_task(oldest.aclose())
         else:
-            self.probe_runners.move_to_end(base_url)
+            self.probe_runners.move_to_end(key)
         return runner
 
-    async def run_probe(self, base_url: str, check: Check, timeout: float,
-                        debug: bool = False) -> Outcome:
+    async def run_probe(self, base_url: str, check: Check, timeout: float, debug: bool = False,
+                        anonymous: bool = False) -> Outcome:
         """Run one /probe; raises ProbeRejected when too many are running already."""
         limit = self.loaded.config.probes.max_concurrent_probes
         if self.probes_running >= limit:
@@ -391,17 +402,14 @@ class Exporter:
                                 "(probes.max_concurrent_probes); retry later")
         self.probes_running += 1
         try:
-            return await self.probe_runner(base_url).run(check, timeout=timeout, debug=debug)
+            runner = self.probe_runner(base_url, anonymous=anonymous)
+            return await runner.run(check, timeout=timeout, debug=debug)
         finally:
             self.probes_running -= 1
             # a burst just ended: hand the memory its answers took back to the system
             if self.probes_running == 0 and transport.received - self.trimmed_at > TRIM_AFTER \
                     and trim():
                 self.trimmed_at = transport.received
-
-    def allowed_probe_host(self, host: str) -> bool:
-        own = urlsplit(self.loaded.target.base_url).hostname
-        return host == own or host in self.loaded.config.probes.probe_hosts
 
 
 def _sync_metrics(buckets: tuple[float, ...]) -> tuple[CollectorRegistry, SyncMetrics]:
@@ -529,44 +537,25 @@ def create_app(exporter: Exporter) -> Starlette:
         return Response(body, headers=headers, media_type=content_type)
 
     async def probe(request: Request) -> Response:
-        params = request.query_params
-        module, target = params.get("module"), params.get("target")
-        if not module or not target:
-            return PlainTextResponse("Both target and module parameters are required\n", 400)
-        check = exporter.check_named(module)
-        if check is None:
-            known = ", ".join(c.name for c in exporter.loaded.config.probes.checks)
-            return PlainTextResponse(f"Unknown module {module!r} (the config's checks: {known})\n", 400)
-        if target == exporter.target:
-            base_url = exporter.loaded.target.base_url
-        else:
-            parts = urlsplit(target if "://" in target else f"http://{target}")
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                return PlainTextResponse("target must be an http(s) URL or the target's name\n", 400)
-            if not exporter.allowed_probe_host(parts.hostname):
-                return PlainTextResponse(
-                    f"target host {parts.hostname} is not allowed: credentials would be sent "
-                    "there; add it to probes.probe_hosts\n", 403)
-            # the target is the base URL the module's operations and paths are relative to
-            base_url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
-        timeout = check.timeout
-        header = request.headers.get("x-prometheus-scrape-timeout-seconds")
-        if header:
-            with contextlib.suppress(ValueError):
-                timeout = min(timeout, max(0.1, float(header) - TIMEOUT_OFFSET))
-        debug = params.get("debug", "").lower() == "true"
         try:
-            outcome = await exporter.run_probe(base_url, check, timeout, debug)
+            wanted = parse_probe_request(request.query_params, request.headers, exporter.loaded)
+        except ProbeRefused as refused:
+            return PlainTextResponse(refused.message + "\n", refused.status)
+        check, base_url, timeout = wanted.check, wanted.base_url, wanted.timeout
+        try:
+            outcome = await exporter.run_probe(base_url, check, timeout, wanted.debug,
+                                               anonymous=wanted.anonymous)
         except ProbeRejected as exc:
             return PlainTextResponse(f"{exc}\n", 503, headers={"Retry-After": "1"})
         text = probe_exposition(outcome)
-        if debug:
-            lines = [f"Logs for the probe (module {module}, target {base_url}, timeout {timeout:g}s):"]
+        if wanted.debug:
+            lines = [f"Logs for the probe (module {check.name}, target {base_url}, timeout {timeout:g}s"
+                     + (", without credentials" if wanted.anonymous else "") + "):"]
             lines += outcome.log or ["(no requests)"]
             lines.append(f"Probe {'succeeded' if outcome.success else 'failed'}"
                          + ("" if outcome.success else f": reason={outcome.reason} {outcome.message}"))
             lines += ["", "Metrics that would have been returned:", text]
-            return PlainTextResponse("\n".join(lines) + "\n")
+            return PlainTextResponse(redact("\n".join(lines) + "\n"))
         return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     async def webhook(request: Request) -> Response:
@@ -576,7 +565,8 @@ def create_app(exporter: Exporter) -> Starlette:
         body = await request.body()
         if len(body) > 1024 * 1024:
             return PlainTextResponse("event too large\n", 413)
-        runner.receive(body)
+        if runner.receive(body, request.headers) == 401:  # signature missing or wrong
+            return PlainTextResponse("signature does not verify\n", 401)
         return Response(status_code=204)
 
     async def healthy(request: Request) -> Response:

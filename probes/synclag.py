@@ -10,7 +10,10 @@ Three modes (docs/synclag.md says when to choose which):
   (fast at first, then backing off) until it appears or the SLA passes, records the
   lag, and deletes the record. Past the SLA the canary is lost (and still deleted).
 - **webhook**: each run creates a record and waits for the CRM's change event on the
-  exporter's own ``/-/webhook/<pair>`` endpoint; lag = write -> delivery.
+  exporter's own ``/-/webhook/<pair>`` endpoint; lag = write -> delivery. With
+  ``webhook.signature``, a delivery whose HMAC-SHA256 does not verify is refused (401),
+  counted by reason and never measured. While the subscription is not in place no record
+  is written, so a lost record means a late or missing delivery, never our credential.
 
 Every record a sync probe writes carries the pair's marker (``crmpulse-<target>-<pair>``).
 After each run it is deleted (retried with backoff); a sweeper lists marked records at
@@ -21,26 +24,31 @@ crash, a kill or a failing delete never leaves junk for long.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import math
 import secrets
 import time
 from collections import OrderedDict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from crmpulse import TransportError, contract
-from crmpulse._types import compile_jsonpath
+from crmpulse import TransportError, contract, redact
+from crmpulse._types import compile_jsonpath, first_match
 from crmpulse.client import Session
-from crmpulse.config import SyncPair
-from crmpulse.contract import FAILURE_REASONS, SYNC_STAGES
-from crmpulse.profile import OperationResult
-from crmpulse.templates import render
+from crmpulse.config import SyncPair, WebhookSignature
+from crmpulse.contract import FAILURE_REASONS, SUBSCRIPTION_STATES, SYNC_STAGES, WEBHOOK_REJECT_REASONS
+from crmpulse.profile import OperationResult, loads_json
+from crmpulse.templates import MISSING, render
 
 from .checks import TargetRunner
 from .metrics import make
@@ -92,6 +100,15 @@ class SyncMetrics:
         self.orphans_deleted = make(c.SYNC_ORPHANS_DELETED, registry)
         self.delete_failures = make(c.SYNC_DELETE_FAILURES, registry)
         self.errors = make(c.SYNC_ERRORS, registry)
+        self.webhook_rejected = make(c.SYNC_WEBHOOK_REJECTED, registry)
+        self.subscription = make(c.SYNC_SUBSCRIPTION, registry)
+
+    def prepare_webhook(self, target: str, pair: str, subscribes: bool) -> None:
+        for reason in WEBHOOK_REJECT_REASONS:
+            self.webhook_rejected.labels(target, pair, reason)
+        if subscribes:
+            for state in SUBSCRIPTION_STATES:
+                self.subscription.labels(target, pair, state).set(state == "pending")
 
     def prepare(self, target: str, pair: str) -> None:
         for metric in (self.observed, self.created, self.seen, self.lost, self.in_flight,
@@ -112,6 +129,11 @@ class SyncMetrics:
             for reason in FAILURE_REASONS:
                 with contextlib.suppress(KeyError):
                     self.errors.remove(target, pair, stage, reason)
+        for metric, values in ((self.webhook_rejected, WEBHOOK_REJECT_REASONS),
+                               (self.subscription, SUBSCRIPTION_STATES)):
+            for value in values:
+                with contextlib.suppress(KeyError):
+                    metric.remove(target, pair, value)
 
 
 @dataclass
@@ -150,7 +172,13 @@ class SyncPairRunner:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.loop_task: asyncio.Task[None] | None = None
         self.max_in_flight = math.ceil(pair.sla / pair.interval) + 1
+        signature = pair.webhook.signature if pair.webhook else None
+        self.signing_secret: bytes | None = (
+            signature.secret.get_secret_value().encode() if signature and signature.secret else None)
+        self.subscription_state = "pending"
         metrics.prepare(*self.labels)
+        if pair.webhook is not None:
+            metrics.prepare_webhook(*self.labels, subscribes=pair.webhook.subscribe is not None)
         metrics.lag.labels(*self.labels).set_function(self.current_lag)
         metrics.in_flight.labels(*self.labels).set_function(lambda: len(self.in_flight))
 
@@ -434,37 +462,109 @@ class SyncPairRunner:
         if webhook is None or webhook.subscribe is None:
             return
         session = self.write.session()
-        variables = render(webhook.subscribe.with_, self._context(session, url=self.receiver_url))
-        result = await self._call(self.write, session, webhook.subscribe.operation, variables,
-                                  "subscribe")
-        if result is not None:
-            self.subscription = session
-            log.info("sync pair %s: receiving webhooks at %s", self.pair.name, self.receiver_url)
+        made = secrets.token_hex(32)  # {{ webhook_secret }}: the CRM signs with it
+        redact.register(made)
+        variables = render(webhook.subscribe.with_, self._context(
+            session, url=self.receiver_url, webhook_secret=made))
+        try:
+            result: OperationResult = await self.write.client.run(
+                session.call(webhook.subscribe.operation, variables))
+        except TransportError as exc:
+            result = OperationResult(webhook.subscribe.operation, ok=False, reason=exc.reason,
+                                     message=str(exc))
+        if not result.ok:
+            self._error("subscribe", result.reason)
+            self._set_subscription("auth_failed" if result.reason == "auth" else "failed",
+                                   result.message or result.reason)
+            return
+        signature = webhook.signature
+        if signature is not None and signature.secret is None:
+            secret = made
+            if signature.secret_from is not None:
+                try:
+                    found = first_match(signature.secret_from, loads_json(result.body))
+                except ValueError:
+                    found = MISSING
+                if not isinstance(found, str) or not found:
+                    with contextlib.suppress(TransportError, asyncio.TimeoutError):
+                        async with asyncio.timeout(10):  # useless without its secret: undo it
+                            await self.write.client.run(session.cleanup())
+                    self._error("subscribe", "assertion")
+                    self._set_subscription("failed", f"the subscribe response carries no secret at "
+                                           f"{signature.secret_from}")
+                    return
+                secret = found
+                redact.register(secret)
+            self.signing_secret = secret.encode()
+        self.subscription = session
+        self._set_subscription("subscribed", f"receiving webhooks at {self.receiver_url}")
 
-    def receive(self, body: bytes) -> bool:
-        """Called by the exporter for each event POSTed to /-/webhook/<pair>."""
+    def _set_subscription(self, state: str, why: str) -> None:
+        """Record the subscription's state; log it once per change, with the reason."""
+        if state == self.subscription_state:
+            return
+        self.subscription_state = state
+        for known in SUBSCRIPTION_STATES:
+            self.metrics.subscription.labels(*self.labels, known).set(known == state)
+        level = logging.INFO if state == "subscribed" else logging.WARNING
+        log.log(level, "sync pair %s: webhook subscription %s: %s", self.pair.name, state, why)
+
+    def _rejected(self, body: bytes, headers: Mapping[str, str]) -> str | None:
+        """Why a delivery's signature does not verify (a WEBHOOK_REJECT_REASONS value), or None."""
+        assert self.pair.webhook is not None
+        signature: WebhookSignature | None = self.pair.webhook.signature
+        if signature is None:
+            return None
+        wanted = signature.header.lower()
+        value = next((v for k, v in headers.items() if k.lower() == wanted), None)
+        if value is None:
+            return "missing"
+        if not value.startswith(signature.prefix):
+            return "malformed"
+        text = value[len(signature.prefix):].strip()
+        try:
+            given = bytes.fromhex(text) if signature.encoding == "hex" else \
+                base64.b64decode(text, validate=True)
+        except (ValueError, binascii.Error):
+            return "malformed"
+        if self.signing_secret is None:
+            return "mismatch"  # no subscription yet: nothing can be verified
+        expected = hmac.new(self.signing_secret, body, hashlib.sha256).digest()
+        return None if hmac.compare_digest(given, expected) else "mismatch"
+
+    def receive(self, body: bytes, headers: Mapping[str, str] | None = None) -> int:
+        """Called by the exporter for each event POSTed to /-/webhook/<pair>; returns the status.
+
+        401 for a delivery whose signature does not verify: counted, never measured.
+        """
         received = time.monotonic()
         assert self.pair.webhook is not None
+        reason = self._rejected(body, headers or {})
+        if reason is not None:
+            self.metrics.webhook_rejected.labels(*self.labels, reason).inc()
+            return 401
         try:
             matches = compile_jsonpath(self.pair.webhook.match).find(json.loads(body))
         except ValueError:
-            return False
+            return 204
         if not matches:
-            return False
+            return 204
         record_id = str(matches[0].value)
         waiter = self.waiters.get(record_id)
         if waiter is not None and not waiter.done():
             waiter.set_result(received)
-            return True
+            return 204
         self.early[record_id] = received
         while len(self.early) > 1000:
             self.early.popitem(last=False)
-        return True
+        return 204
 
     async def webhook_once(self) -> float | None:
         """Create a record and wait for its change event. Returns the lag or None when lost."""
         if self.subscription is None and self.pair.webhook and self.pair.webhook.subscribe:
             await self._subscribe()
+            if self.subscription is None:
+                return None  # no record while unsubscribed: a lost one must mean a late delivery
         start = time.monotonic()
         created = await self._create()
         if created is None:

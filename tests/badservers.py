@@ -6,6 +6,7 @@ keep serving. Used by the probe tests and by bench/probe_resilience.py.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import socket
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ["BadServers", "make_certificate"]
+__all__ = ["BadServers", "HostileCRM", "Recorder", "bomb", "make_certificate"]
 
 
 def make_certificate(folder: Path, name: str, days_valid: int, days_offset: int = 0) -> tuple[str, str]:
@@ -145,3 +146,212 @@ class BadServers:
     def close(self) -> None:
         for closer in self._closers:
             closer()
+
+
+# -- a recording server: what reached it, with which headers ------------------------------
+
+
+class Recorder:
+    """An HTTP server on loopback that records every request it gets and answers ``reply``.
+
+    ``seen`` holds (method, path, headers, body) per request; ``connections`` counts
+    accepted connections, so a test can show that nothing at all was sent to it.
+    """
+
+    def __init__(self, status: int = 200, body: bytes = b'{"data": []}',
+                 headers: dict[str, str] | None = None) -> None:
+        self.seen: list[tuple[str, str, dict[str, str], bytes]] = []
+        self.connections = 0
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                recorder.connections += 1
+                super().setup()
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                payload = self.rfile.read(length) if length else b""
+                recorder.seen.append((self.command, self.path, dict(self.headers.items()), payload))
+                self.send_response(status)
+                for name, value in (headers or {"Content-Type": "application/json"}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def text(self) -> str:
+        """Everything received, as one string to grep."""
+        return "\n".join(f"{m} {p}\n" + "\n".join(f"{k}: {v}" for k, v in h.items()) + "\n"
+                         + b.decode("latin-1") for m, p, h, b in self.seen)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# -- a CRM that misbehaves at the HTTP level ------------------------------------------------
+
+#: How much a decompression bomb expands to: far past any body cap.
+BOMB_SIZE = 1024 * 1024 * 1024
+
+
+def _bomb(wbits: int) -> bytes:
+    """BOMB_SIZE zero bytes, compressed (gzip for wbits 31, zlib deflate for 15): about 1 MB."""
+    import zlib
+
+    compressor = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    block = bytes(1024 * 1024)
+    parts = [compressor.compress(block) for _ in range(BOMB_SIZE // len(block))]
+    return b"".join(parts) + compressor.flush()
+
+
+_BOMBS: dict[str, bytes] = {}
+
+
+def bomb(encoding: str) -> bytes:
+    if encoding not in _BOMBS:
+        _BOMBS[encoding] = _bomb(31 if encoding == "gzip" else 15)
+    return _BOMBS[encoding]
+
+
+def _read_request(conn: socket.socket) -> bool:
+    data = b""
+    conn.settimeout(10)
+    while b"\r\n\r\n" not in data:
+        try:
+            chunk = conn.recv(65536)
+        except OSError:
+            return False
+        if not chunk:
+            return False
+        data += chunk
+    return True
+
+
+def _head(status: str, headers: dict[str, str]) -> bytes:
+    lines = [f"HTTP/1.1 {status}", *(f"{k}: {v}" for k, v in headers.items()), "", ""]
+    return "\r\n".join(lines).encode()
+
+
+def _reply(status: str, headers: dict[str, str], body: bytes) -> bytes:
+    return _head(status, {**headers, "Content-Length": str(len(body))}) + body
+
+
+class HostileCRM:
+    """One loopback server per hostile HTTP behaviour; ``urls`` maps name -> base URL.
+
+    Each answers every request the same way, whatever its path:
+
+    - ``gzip_bomb`` / ``deflate_bomb``: a 1 MB body that decompresses to 1 GiB
+    - ``slow_drip``: headers at once, then one body byte every 0.3 s, forever
+    - ``slow_headers``: one header byte every 0.3 s, forever
+    - ``redirect_loop``: 302 to itself
+    - ``huge_headers``: a 1 MiB header line
+    - ``html``: 200 with an HTML page where JSON is expected
+    - ``truncated``: Content-Length 1000, 10 bytes, then the connection closes
+    - ``invalid_json``: 200 application/json that is not JSON
+    - ``nan_json``: 200 application/json with NaN in it (not JSON, though Python reads it)
+    - ``endless``: a chunked body that never ends
+    - ``unknown_encoding``: Content-Encoding: zstd
+    """
+
+    def __init__(self) -> None:
+        self.urls: dict[str, str] = {}
+        self._listeners: list[socket.socket] = []
+        for encoding in ("gzip", "deflate"):  # a few seconds each: before any client waits on one
+            bomb(encoding)
+        self._stop = threading.Event()
+        json_headers = {"Content-Type": "application/json"}
+        for name, behave in {
+            "gzip_bomb": self._compressed("gzip"),
+            "deflate_bomb": self._compressed("deflate"),
+            "slow_drip": self._slow_drip,
+            "slow_headers": self._slow_headers,
+            "redirect_loop": self._send(_reply("302 Found", {"Location": "/again"}, b"")),
+            "huge_headers": self._send(_reply("200 OK", {"X-Padding": "a" * (1024 * 1024)}, b"{}")),
+            "html": self._send(_reply("200 OK", {"Content-Type": "text/html"},
+                                      b"<html><body>hi</body></html>")),
+            "truncated": self._send(_head("200 OK", {**json_headers, "Content-Length": "1000"})
+                                    + b'{"data": [', close=True),
+            "invalid_json": self._send(_reply("200 OK", json_headers, b'{"data": [1, 2')),
+            "nan_json": self._send(_reply("200 OK", json_headers, b'{"data": [NaN], "next": null}')),
+            "endless": self._endless,
+            "unknown_encoding": self._send(_reply("200 OK", {**json_headers, "Content-Encoding": "zstd"},
+                                                  b"\x28\xb5\x2f\xfd" * 3)),
+        }.items():
+            self._serve(name, behave)
+
+    def _serve(self, name: str, behave: Callable[[socket.socket], None]) -> None:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        self._listeners.append(listener)
+
+        def handle(conn: socket.socket) -> None:
+            with conn:
+                if _read_request(conn):
+                    with contextlib.suppress(OSError):
+                        behave(conn)
+
+        def serve() -> None:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=serve, daemon=True).start()
+        self.urls[name] = f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+    def _send(self, data: bytes, close: bool = False) -> Callable[[socket.socket], None]:
+        def behave(conn: socket.socket) -> None:
+            conn.sendall(data)
+            if not close:  # keep it open until the client hangs up
+                conn.settimeout(30)
+                with contextlib.suppress(OSError):
+                    while conn.recv(65536):
+                        pass
+        return behave
+
+    def _compressed(self, encoding: str) -> Callable[[socket.socket], None]:
+        def behave(conn: socket.socket) -> None:
+            body = bomb(encoding)
+            conn.sendall(_head("200 OK", {"Content-Type": "application/json", "Content-Encoding": encoding,
+                                          "Content-Length": str(len(body))}) + body)
+        return behave
+
+    def _slow_drip(self, conn: socket.socket) -> None:
+        conn.sendall(_head("200 OK", {"Content-Type": "application/json", "Content-Length": "100000"}))
+        while not self._stop.wait(0.3):
+            conn.sendall(b" ")
+
+    def _slow_headers(self, conn: socket.socket) -> None:
+        for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100000:
+            if self._stop.wait(0.3):
+                return
+            conn.sendall(bytes([byte]))
+
+    def _endless(self, conn: socket.socket) -> None:
+        conn.sendall(_head("200 OK", {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}))
+        chunk = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
+        while not self._stop.is_set():
+            conn.sendall(chunk)
+
+    def close(self) -> None:
+        self._stop.set()
+        for listener in self._listeners:
+            listener.close()

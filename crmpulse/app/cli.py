@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__, redact
 from .._exceptions import ConfigError, CrmpulseError
 from ..units import parse_duration
 
@@ -209,7 +209,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     # runners are built (TLS files loaded) before anything is served: a file that does not
     # load is a config error (exit 2), not an exporter running no checks
     exporter.pending = exporter.build()
-    app = create_app(exporter)
+    app = redact.redacting_app(create_app(exporter))  # landing page, /metrics, /probe
     if web is not None:
         app = basic_auth_middleware(app, web)
     scheme = "https" if web and web.cert_file else "http"
@@ -470,6 +470,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    # every secret the config resolves (and every token fetched) is masked in whatever a
+    # verb prints or logs, the exporter's start-up line and log included
+    with redact.guard_outputs():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except ConfigError as exc:
@@ -486,7 +493,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # a bug: one line by default, the traceback on request
         if os.environ.get("CRMPULSE_DEBUG"):
-            raise
+            import traceback
+
+            traceback.print_exc()  # inside the redacting guard, unlike Python's own hook
+            return EXIT_FAILED
         print(f"crmpulse: internal error: {exc.__class__.__name__}: {exc} "
               "(set CRMPULSE_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
         return EXIT_FAILED

@@ -30,11 +30,12 @@ def exporter(servers: HostileServers, tmp_path_factory: pytest.TempPathFactory) 
     path = write_config(tmp_path_factory.mktemp("limits"), f"""
         target: {{name: crm, base_url: "{servers.url('ok')}"}}
         probes:
-          probe_hosts: [127.0.0.1]
           max_concurrent_probes: {LIMIT}
-          checks:
-            - {{name: fetch, kind: http, request: {{path: /, auth: false}}, interval: 1h, timeout: 3s}}
-            - {{name: quick, kind: http, request: {{path: /, auth: false}}, interval: 1h, timeout: 1s}}
+          checks:  # any_target: each hostile server has an origin of its own; no credentials
+            - {{name: fetch, kind: http, request: {{path: /, auth: false}}, interval: 1h, timeout: 3s,
+               any_target: true}}
+            - {{name: quick, kind: http, request: {{path: /, auth: false}}, interval: 1h, timeout: 1s,
+               any_target: true}}
         """)
     proc = ExporterProcess(path)
     yield proc

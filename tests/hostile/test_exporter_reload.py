@@ -1,5 +1,9 @@
 """TLS files that do not load: refused at start with exit 2, refused at reload with the old
-checks still running, counted and logged; never a traceback, never an exporter running nothing."""
+checks still running, counted and logged; never a traceback, never an exporter running nothing.
+
+Most of these are caught when the config is validated (crmpulse/config.py); building the
+runners loads the files again, and the last test shows that step refusing a file on its own.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ def bad_tls(folder: Path) -> dict[str, tuple[str, str]]:
     (folder / "garbage.pem").write_text("not a certificate\n")
     (folder / "a-directory").mkdir(exist_ok=True)
     return {
-        "missing CA file": (f"ca_file: '{folder}/nowhere.pem'", f'ca_file "{folder}/nowhere.pem"'),
+        "missing CA file": (f"ca_file: '{folder}/nowhere.pem'", f"{folder}/nowhere.pem"),
         "CA file that is not PEM": (f"ca_file: '{folder}/garbage.pem'", "garbage.pem"),
         "CA file that is a directory": (f"ca_file: '{folder}/a-directory'", "a-directory"),
         "certificate and key swapped": (f"client_cert: '{key}', client_key: '{cert}'", "client_"),

@@ -36,7 +36,6 @@ target:
 slos:
   - {{name: latency, kind: latency, objective: 99, threshold: 800ms}}
 probes:
-  probe_hosts: [127.0.0.1]
   checks:
     - name: api_read
       kind: http

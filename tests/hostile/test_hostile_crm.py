@@ -1,0 +1,114 @@
+"""A CRM that misbehaves at the HTTP level gets the same bounded outcome from both clients.
+
+Each behaviour of tests/badservers.py:HostileCRM is called through the synchronous
+client (CLI, cleanup, sweeps) and the asynchronous one (probes), and each must end
+with the same reason and message: a body cap that holds after decompression, an
+overall deadline however slowly the server drips, no redirect followed, strict JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crmpulse import AsyncClient, Client, load_config
+from crmpulse.client import PROBE_CONTEXT, ProbeContext
+from crmpulse.profile import OperationResult
+from tests.badservers import HostileCRM
+from tests.helpers import write_config
+
+LIMIT = 1024 * 1024
+TOO_LARGE = f"list_accounts: response body larger than {LIMIT} bytes (decompressed)"
+
+# behaviour -> (reason, message); {url} is the server's origin
+EXPECTED = {
+    "gzip_bomb": ("assertion", TOO_LARGE),
+    "deflate_bomb": ("assertion", TOO_LARGE),
+    "endless": ("assertion", TOO_LARGE),
+    "slow_drip": ("timeout", "list_accounts: timed out ({url})"),
+    "slow_headers": ("timeout", "list_accounts: timed out ({url})"),
+    "redirect_loop": ("status", "list_accounts: expected status 200, got 302"),
+    "huge_headers": ("connect", "list_accounts: connection broken ({url})"),
+    "truncated": ("connect", "list_accounts: connection broken ({url})"),
+    "html": ("assertion", "list_accounts: expected a JSON body, got 28 bytes of other content"),
+    "invalid_json": ("assertion", "list_accounts: expected a JSON body, got 14 bytes of other content"),
+    "nan_json": ("assertion", "list_accounts: expected a JSON body, got 29 bytes of other content"),
+    "unknown_encoding": ("assertion", "list_accounts: response body refused: Content-Encoding zstd "
+                                      "was not asked for (crmpulse accepts gzip, deflate, br)"),
+}
+
+
+@pytest.fixture(scope="module")
+def hostile() -> Iterator[HostileCRM]:
+    servers = HostileCRM()
+    yield servers
+    servers.close()
+
+
+def config_for(tmp_path: Path, url: str) -> Path:
+    return write_config(tmp_path, f"""
+        target: {{name: hostile, base_url: "{url}", timeout: 2s}}
+        """)
+
+
+def sync_call(path: Path) -> OperationResult:
+    with Client(load_config(path), max_body=LIMIT) as client:
+        return client.call("list_accounts")
+
+
+def async_call(path: Path) -> OperationResult:
+    async def run() -> OperationResult:
+        token = PROBE_CONTEXT.set(ProbeContext(max_body=LIMIT))
+        try:
+            async with AsyncClient(load_config(path)) as client:
+                return await client.call("list_accounts")
+        finally:
+            PROBE_CONTEXT.reset(token)
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("driver", [sync_call, async_call], ids=["sync", "async"])
+@pytest.mark.parametrize("behaviour", sorted(EXPECTED))
+def test_each_hostile_behaviour_fails_with_the_same_reason_through_both_clients(
+        tmp_path: Path, hostile: HostileCRM, behaviour: str, driver) -> None:
+    url = hostile.urls[behaviour]
+    result = driver(config_for(tmp_path, url))
+    reason, message = EXPECTED[behaviour]
+    assert (result.ok, result.reason, result.message) == (False, reason, message.format(url=url))
+
+
+# `crmpulse call`, then the process's own peak RSS (VmHWM belongs to the address space exec
+# made; ru_maxrss would also count the test process it was forked from)
+MEASURED = """
+import sys
+from crmpulse.app.cli import main
+code = main(sys.argv[1:])
+peak = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print("peak", int(peak.split()[1]) // 1024, "MiB", file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def test_crmpulse_call_on_a_gzip_bomb_stays_small_and_exits_1(tmp_path: Path, hostile: HostileCRM) -> None:
+    path = config_for(tmp_path, hostile.urls["gzip_bomb"])
+    run = subprocess.run([sys.executable, "-c", MEASURED, "call", "-c", str(path), "list_accounts"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert run.stdout.splitlines()[-1] == (
+        "  list_accounts: response body larger than 16777216 bytes (decompressed)")
+    # the bomb is 1 GiB decompressed; the cap is 16 MiB, and the process never holds much more
+    peak = int(run.stderr.split("peak ")[1].split()[0])
+    assert peak < 200, f"peak RSS {peak} MiB"
+
+
+def test_crmpulse_call_on_a_slow_drip_ends_at_its_deadline(tmp_path: Path, hostile: HostileCRM) -> None:
+    path = config_for(tmp_path, hostile.urls["slow_drip"])
+    run = subprocess.run([sys.executable, "-m", "crmpulse", "call", "-c", str(path), "list_accounts"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert run.stdout.splitlines()[-1] == f"  list_accounts: timed out ({hostile.urls['slow_drip']})"
