@@ -152,3 +152,23 @@ class HostileServers:
         while not self._stopped.is_set():
             conn.sendall(b"X")
             time.sleep(0.5)
+
+
+def main() -> None:
+    """Serve every behaviour until stdin closes; the first line of output maps names to URLs.
+
+    Benches run the servers in a process of their own, so what the servers cost (threads
+    sending megabytes under the GIL) does not slow the bench's own measurements.
+    """
+    import json
+    import sys
+
+    servers = HostileServers()
+    gzip_bomb()  # built before the first request, not during it
+    print(json.dumps(servers._urls), flush=True)
+    sys.stdin.read()
+    servers.close()
+
+
+if __name__ == "__main__":
+    main()
