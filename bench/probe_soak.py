@@ -1,9 +1,9 @@
 """An hour of an exporter at scale: does its memory grow?
 
 2,000 http checks every 15 s against the sandbox's /healthz, /metrics scraped every
-second as Prometheus scrapes it (OpenMetrics, gzip), a /probe every second, and a
-config reload every ten minutes (the same file: a reload must not leak), for
-``--seconds`` (default one hour). Resident memory is sampled every 10 s.
+second as Prometheus scrapes it (OpenMetrics, gzip), a /probe every second, for
+``--seconds`` (default one hour); with ``--reload-every``, a config reload that often
+(the same file: a reload must not leak). Resident memory is sampled every 10 s.
 
 Printed: RSS at the end of the warm-up, at the end, the peak; the median of the first
 and of the last sixth of the run and their ratio (the peer: the same exporter at the
@@ -39,7 +39,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checks", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=3600)
-    parser.add_argument("--reload-every", type=float, default=600)
+    parser.add_argument("--reload-every", type=float, default=0, help="seconds; 0: never")
     args = parser.parse_args()
     # stopped by a timeout or Ctrl-C, still stop the processes this bench started
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
@@ -55,10 +55,12 @@ def main() -> int:
         time.sleep(15)
         pid = exporter.proc.pid
         start = time.monotonic()
-        next_sample = next_reload = start
-        next_reload += args.reload_every
-        print(f"{args.checks} checks every 15 s; scrape and /probe every second; reload every "
-              f"{args.reload_every:g} s; {args.seconds:g} s; RSS at start {rss_mib(pid):.1f} MiB", flush=True)
+        next_sample = start
+        next_reload = start + args.reload_every if args.reload_every else float("inf")
+        before_reloads: list[float] = []
+        print(f"{args.checks} checks every 15 s; scrape and /probe every second; "
+              + (f"reload every {args.reload_every:g} s; " if args.reload_every else "no reloads; ")
+              + f"{args.seconds:g} s; RSS at start {rss_mib(pid):.1f} MiB", flush=True)
         with httpx.Client(timeout=30) as client:
             while (now := time.monotonic()) - start < args.seconds:
                 tick = time.perf_counter()
@@ -71,6 +73,7 @@ def main() -> int:
                 failures += "probe_success 1" not in probe.text
                 probes += 1
                 if now >= next_reload:
+                    before_reloads.append(rss_mib(pid))
                     failures += client.post(exporter.url + "/-/reload").status_code != 200
                     reloads += 1
                     next_reload += args.reload_every
@@ -97,6 +100,9 @@ def main() -> int:
     print(f"RSS: start {values[0]:.1f} MiB, end {values[-1]:.1f} MiB, peak {max(values):.1f} MiB; "
           f"median of the first sixth {first:.1f} MiB, of the last sixth {final:.1f} MiB; "
           f"ratio last/first {final / first:.3f}; slope {slope:+.2f} MiB/hour")
+    if before_reloads:
+        print("RSS just before each reload: " + ", ".join(f"{r:.1f}" for r in before_reloads)
+              + f" MiB; at the end {values[-1]:.1f} MiB")
     return 0
 
 
