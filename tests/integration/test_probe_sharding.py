@@ -122,3 +122,14 @@ def test_moving_from_three_to_four_shards_moves_about_a_quarter_of_the_checks() 
     assert 0.2 < moved / len(names) < 0.3  # jump hash moves 1/4; modulo would move 3/4
     sizes = Counter(shard_of(name, 4) for name in names)
     assert all(900 < size < 1100 for size in sizes.values())
+
+
+def test_a_config_of_thousands_of_checks_without_aliases_is_not_taken_for_an_alias_bomb(
+        tmp_path: Path) -> None:
+    from crmpulse import load_config
+
+    checks = "".join(f"    - {{name: c{i:05d}, kind: http, request: {{path: /c/{i}, auth: false}}, "
+                     "interval: 15s, timeout: 5s}\n" for i in range(7000))  # 105,000 YAML values
+    path = write_config(tmp_path, f"target: {{name: crm, base_url: 'http://127.0.0.1:9'}}\n"
+                                  f"probes:\n  checks:\n{checks}")
+    assert len(load_config(path).config.probes.checks) == 7000
