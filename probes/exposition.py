@@ -166,7 +166,9 @@ class CheckSeries:
         self.protection = dict.fromkeys(self.protections, 1.0)
         self._labels = (_escape_label(self.name).encode(), _escape_label(self.target).encode())
         self._templates = _templates(self)
-        self._parts: list[bytes] | None = None
+        # tuples of bytes, not lists: the collector stops tracking them, so thousands of
+        # checks' cached text adds nothing to its full collections
+        self._parts: tuple[bytes, ...] | None = None
 
     @property
     def shape(self) -> tuple[Any, ...]:
@@ -275,14 +277,14 @@ class CheckSeries:
         values[PROTECTION] = [self.protection[p] for p in self.protections]
         return values
 
-    def parts(self) -> list[bytes]:
+    def parts(self) -> tuple[bytes, ...]:
         """This check's lines of each family (cached until the next run)."""
         if self._parts is None:
             check, target = self._labels
-            self._parts = [
+            self._parts = tuple(
                 template % tuple(chain.from_iterable(zip(repeat(check), repeat(target),
                                                          map(_number, values))))
-                for template, values in zip(self._templates, self._values(), strict=True)]
+                for template, values in zip(self._templates, self._values(), strict=True))
         return self._parts
 
     def samples(self) -> Iterator[tuple[int, str, dict[str, str], float]]:
@@ -334,7 +336,7 @@ class CheckStore:
         self.series: dict[tuple[str, str], CheckSeries] = {}
         self._groups: list[list[tuple[str, str]]] | None = None
         self._group_of: dict[tuple[str, str], int] = {}
-        self._blocks: list[list[list[bytes]]] = []  # per family, per group: [plain, deflated]
+        self._blocks: list[list[tuple[bytes, bytes]]] = []  # per family, group: (plain, deflated)
         self._dirty: set[int] = set()
         self._headers: dict[bool, list[tuple[bytes, bytes]]] = {}
 
@@ -380,12 +382,12 @@ class CheckStore:
             order = sorted(self.series, key=lambda key: (phase_of(key[1]), key))
             self._groups = [order[i:i + GROUP] for i in range(0, len(order), GROUP)]
             self._group_of = {key: n // GROUP for n, key in enumerate(order)}
-            self._blocks = [[[b"", b""] for _ in self._groups] for _ in FAMILIES]
+            self._blocks = [[(b"", b"") for _ in self._groups] for _ in FAMILIES]
             self._dirty = set(range(len(self._groups)))
         for group in self._dirty:
             parts = [self.series[key].parts() for key in self._groups[group]]
             for family, blocks in enumerate(self._blocks):
-                blocks[group] = [b"".join([p[family] for p in parts]), b""]
+                blocks[group] = (b"".join([p[family] for p in parts]), b"")
         self._dirty.clear()
 
     def chunks(self, openmetrics: bool = False) -> list[bytes]:
@@ -407,10 +409,11 @@ class CheckStore:
         out: list[tuple[bytes, bytes]] = []
         for header, blocks in zip(headers, self._blocks, strict=True):
             out.append(header)
-            for block in blocks:
-                if block[0] and not block[1]:
-                    block[1] = deflate(block[0], self.level)
-                out.append((block[0], block[1]))
+            for group, (plain, deflated) in enumerate(blocks):
+                if plain and not deflated:
+                    deflated = deflate(plain, self.level)
+                    blocks[group] = (plain, deflated)
+                out.append((plain, deflated))
         return out
 
     def render(self, openmetrics: bool = False) -> bytes:

@@ -22,14 +22,22 @@ import math
 import random
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 from crmpulse.config import Check
 
 from .checks import Outcome, TargetRunner
 
-__all__ = ["Scheduler", "phase_of"]
+__all__ = ["LastRun", "Scheduler", "phase_of"]
 
 log = logging.getLogger("crmpulse.probe")
+
+
+class LastRun(NamedTuple):
+    success: bool
+    reason: str
+    message: str
+    finished_at: float
 
 
 def phase_of(name: str) -> float:
@@ -47,7 +55,9 @@ class Scheduler:
         self.on_overrun = on_overrun
         self.slots = asyncio.Semaphore(concurrency)
         self.spread = spread
-        self.last: dict[str, Outcome] = {}
+        # the last run of each check, for the landing page: a tuple of plain values, which
+        # the collector does not track (thousands of Outcomes would make its walks long)
+        self.last: dict[str, LastRun] = {}
         self.tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -76,7 +86,8 @@ class Scheduler:
         while True:
             async with self.slots:
                 outcome = await self.runner.run(check)
-            self.last[check.name] = outcome
+            self.last[check.name] = LastRun(outcome.success, outcome.reason, outcome.message,
+                                            outcome.finished_at)
             try:
                 self.on_outcome(outcome)
             except Exception:  # recording must never stop the schedule
@@ -84,6 +95,7 @@ class Scheduler:
             if not outcome.success:
                 log.info("check failed check=%s reason=%s message=%r", check.name,
                          outcome.reason, outcome.message)
+            del outcome  # not held by thousands of sleeping schedules (the collector walks them)
             now = time.monotonic()
             if grid is None:  # from now on, keep this check's own phase in the interval
                 phase = start + phase_of(check.name) * check.interval
