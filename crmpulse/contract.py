@@ -18,6 +18,7 @@ __all__ = [
     "FAILURE_REASONS",
     "LOADTEST_METRICS",
     "METRICS",
+    "PANELS",
     "PHASES",
     "PROBE_METRICS",
     "PROBE_REJECT_REASONS",
@@ -27,6 +28,7 @@ __all__ = [
     "SYNC_STAGES",
     "WEBHOOK_REJECT_REASONS",
     "Metric",
+    "Panel",
     "Recorded",
     "duration_buckets",
 ]
@@ -103,7 +105,8 @@ SYNC_STAGES = ("write", "read", "cleanup", "sweep", "subscribe")
 SYNC_LAG = Metric("crmpulse_sync_lag_seconds", "gauge",
                   "Current sync lag: heartbeat, now minus the newest heartbeat visible on the read "
                   "side (keeps growing during a stall); canary/webhook, the larger of the last "
-                  "measured lag and the age of the oldest unseen record.", _PAIR)
+                  "measured lag and the age of the oldest unseen record (a lost record stays unseen "
+                  "until a later one is seen, so the lag keeps growing during a stall).", _PAIR)
 SYNC_LAG_OBSERVED = Metric("crmpulse_sync_lag_observed_seconds", "histogram",
                            "Lag of each record (canary, webhook event, heartbeat stamp) from write "
                            "to visible; buckets include every sync SLO threshold.", _PAIR)
@@ -152,14 +155,14 @@ LOADTEST_REQUESTS = Metric("crmpulse_loadtest_requests", "counter",
                            "(kind=journey), by result.", (*_LT, "result"))
 LOADTEST_DURATION = Metric("crmpulse_loadtest_request_duration_seconds", "histogram",
                            "Load-test response times per operation or journey iteration "
-                           "(Locust's buckets).", _LT)
+                           "(from the run's HDR histograms).", _LT)
 LOADTEST_THROTTLED = Metric("crmpulse_loadtest_throttled", "counter",
                             "Load-test requests answered 429 (throttling).", ("target", "name"))
 LOADTEST_USERS = Metric("crmpulse_loadtest_users", "gauge", "Simulated users running now.",
                         ("target",))
 LOADTEST_TARGET_RPS = Metric("crmpulse_loadtest_target_rps", "gauge",
-                             "Request rate the load shape asks for (the safety cap when it "
-                             "sets none).", ("target",))
+                             "Request rate the load shape asks for (0: no target rate, "
+                             "users with think time).", ("target",))
 LOADTEST_ACHIEVED_RPS = Metric("crmpulse_loadtest_achieved_rps", "gauge",
                                "Request rate achieved over the last seconds.", ("target",))
 LOADTEST_RUNNING = Metric("crmpulse_loadtest_running", "gauge",
@@ -168,7 +171,7 @@ LOADTEST_INFO = Metric("crmpulse_loadtest", "info", "The running load test's run
                        ("target", "run"))
 LOADTEST_GATE = Metric("crmpulse_loadtest_gate_threshold_seconds", "gauge",
                        "Latency gate thresholds, to draw on dashboards.",
-                       ("target", "name", "quantile"))
+                       ("target", "name", "percentile"))  # not `quantile`: summaries own it
 LOADTEST_GATE_PASSING = Metric("crmpulse_loadtest_gates_passing", "gauge",
                                "1 while every gate passes (evaluated continuously).", ("target",))
 LOADTEST_METRICS = (LOADTEST_REQUESTS, LOADTEST_DURATION, LOADTEST_THROTTLED, LOADTEST_USERS,
@@ -262,6 +265,31 @@ SLO_BUDGET_REMAINING = Recorded("crmpulse_slo:error_budget_remaining:ratio",
                                 "Share of the SLO window's error budget not yet spent (can go negative).")
 RECORDED = (SLO_ERROR_RATIO_RATE, SLO_ERRORS_RATE5M, SLO_EVENTS_RATE5M, SLO_ERROR_RATIO_PERIOD,
             SLO_OBJECTIVE, SLO_BUDGET_REMAINING)
+
+
+# -- dashboard panels alerts link to (deep links: /d/<dashboard>?viewPanel=<id>) ----------
+@dataclass(frozen=True)
+class Panel:
+    """A dashboard panel an alert deep-links to; the dashboard gives it exactly this id.
+
+    Ids are 100 and up so they never meet the ids the layout numbers from 1.
+    """
+
+    dashboard: str  # the dashboard's uid
+    id: int
+    title: str
+
+
+PANEL_FAILURES = Panel("crmpulse-overview", 101, "Failures by reason")
+PANEL_LATENCY = Panel("crmpulse-overview", 102, "Latency per check (p50, p95, p99)")
+PANEL_SYNC_LAG = Panel("crmpulse-overview", 103, "Sync lag per pair")
+PANEL_CHECK_STATUS = Panel("crmpulse-overview", 104, "Check status")
+PANEL_PROTECTIONS = Panel("crmpulse-overview", 105, "Protections")
+PANEL_CERT_EXPIRY = Panel("crmpulse-overview", 106, "Certificate expires in")
+PANEL_CERT_CHAIN = Panel("crmpulse-overview", 107, "Certificate chain valid")
+PANEL_BURN_RATE = Panel("crmpulse-overview", 108, "Burn rate (1 h window)")
+PANELS = (PANEL_FAILURES, PANEL_LATENCY, PANEL_SYNC_LAG, PANEL_CHECK_STATUS, PANEL_PROTECTIONS,
+          PANEL_CERT_EXPIRY, PANEL_CERT_CHAIN, PANEL_BURN_RATE)
 
 
 #: Base buckets for request durations; SLO thresholds are merged in so every latency

@@ -85,19 +85,25 @@ class Layout:
         self._newline()
         self._place(RowPanel(title=title), 24, 1)
 
-    def add(self, panel: Any, width: int = 8, height: int = 8) -> None:
+    def add(self, panel: Any, width: int = 8, height: int = 8, anchor: c.Panel | None = None) -> None:
+        """Place ``panel``; an ``anchor`` (a contract panel alerts deep-link to) fixes its id."""
         if self.x + width > 24:
             self._newline()
-        self._place(panel, width, height)
+        if anchor is not None:
+            assert panel.title == anchor.title, (panel.title, anchor.title)
+        self._place(panel, width, height, anchor.id if anchor is not None else None)
 
     def _newline(self) -> None:
         self.y += self.row_height
         self.x = self.row_height = 0
 
-    def _place(self, panel: Any, width: int, height: int) -> None:
+    def _place(self, panel: Any, width: int, height: int, panel_id: int | None = None) -> None:
         panel.gridPos = GridPos(h=height, w=width, x=self.x, y=self.y)
-        panel.id = self.next_id
-        self.next_id += 1
+        if panel_id is None:
+            panel.id = self.next_id
+            self.next_id += 1
+        else:
+            panel.id = panel_id
         self.panels.append(panel)
         self.x += width
         self.row_height = max(self.row_height, height)

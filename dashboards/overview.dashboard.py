@@ -33,10 +33,12 @@ def build(config: Config) -> Dashboard:
                           (f'{c.SLO_ERROR_RATIO_RATE.at("1h")}{{{SEL},slo=~"$slo"}} / on(slo, target) '
                            f'(1 - {c.SLO_OBJECTIVE.series}{{{SEL},slo=~"$slo"}})', "{{slo}}"),
                           thresholds=[{"value": None, "color": "green"}, {"value": 6, "color": "orange"},
-                                      {"value": 14.4, "color": "red"}]), 24, 7)
+                                      {"value": 14.4, "color": "red"}]), 24, 7,
+               anchor=c.PANEL_BURN_RATE)
     layout.row("Checks")
     layout.add(timeline("Check status", "1 = the last run succeeded.",
-                        (f"{c.CHECK_SUCCESS.series}{{{CHK}}}", "{{check}}")), 24, 6)
+                        (f"{c.CHECK_SUCCESS.series}{{{CHK}}}", "{{check}}")), 24, 6,
+               anchor=c.PANEL_CHECK_STATUS)
     layout.add(timeseries("Availability per check", "Share of runs that succeeded.",
                           (f"1 - sum by (check) (rate({c.CHECK_FAILURES.series}{{{CHK}}}[$__rate_interval])) "
                            f"/ sum by (check) (rate({c.CHECK_RUNS.series}{{{CHK}}}[$__rate_interval]))",
@@ -44,24 +46,30 @@ def build(config: Config) -> Dashboard:
     layout.add(timeseries("Failures by reason", "Failed runs per second, by check and bounded reason.",
                           (f"sum by (check, reason) "
                            f"(rate({c.CHECK_FAILURES.series}{{{CHK}}}[$__rate_interval]))",
-                           "{{check}} {{reason}}"), unit="reqps", stacked=True), 12, 8)
+                           "{{check}} {{reason}}"), unit="reqps", stacked=True), 12, 8,
+               anchor=c.PANEL_FAILURES)
     layout.add(timeseries("Latency per check (p50, p95, p99)", "From the check duration histogram.",
                           *[(f"histogram_quantile({q}, sum by (check, le) "
                              f"(rate({c.CHECK_DURATION.bucket()}{{{CHK}}}[$__rate_interval])))",
-                             f"{{{{check}}}} p{int(q * 100)}") for q in (0.5, 0.95, 0.99)], unit="s"), 24, 8)
+                             f"{{{{check}}}} p{int(q * 100)}") for q in (0.5, 0.95, 0.99)], unit="s"), 24, 8,
+               anchor=c.PANEL_LATENCY)
     layout.row("Sync, protections, certificates")
     layout.add(timeseries("Sync lag per pair", "Heartbeat: now minus the newest visible stamp; "
                           "canary/webhook: the last measured lag or the oldest unseen record's age.",
-                          (f"{c.SYNC_LAG.series}{{{SEL}}}", "{{pair}}"), unit="s"), 12, 8)
+                          (f"{c.SYNC_LAG.series}{{{SEL}}}", "{{pair}}"), unit="s"), 12, 8,
+               anchor=c.PANEL_SYNC_LAG)
     layout.add(timeline("Protections", "1 = the protection holds (auth enforced, no exposed fields, ...).",
-                        (f"{c.PROTECTION_HOLDS.series}{{{SEL}}}", "{{check}} {{protection}}")), 12, 8)
+                        (f"{c.PROTECTION_HOLDS.series}{{{SEL}}}", "{{check}} {{protection}}")), 12, 8,
+               anchor=c.PANEL_PROTECTIONS)
     layout.add(stat("Certificate expires in", "Days until the served certificate expires.",
                     (f"({c.TLS_EXPIRY.series}{{{SEL}}} - time()) / 86400", "{{check}}"), unit="d",
                     decimals=1, thresholds=[{"value": None, "color": "red"}, {"value": 3, "color": "orange"},
-                                            {"value": 14, "color": "green"}]), 12, 5)
+                                            {"value": 14, "color": "green"}]), 12, 5,
+               anchor=c.PANEL_CERT_EXPIRY)
     layout.add(stat("Certificate chain valid", "1 = the chain verifies against the trust store.",
                     (f"{c.TLS_CHAIN_VALID.series}{{{SEL}}}", "{{check}}"),
-                    thresholds=[{"value": None, "color": "red"}, {"value": 1, "color": "green"}]), 12, 5)
+                    thresholds=[{"value": None, "color": "red"}, {"value": 1, "color": "green"}]), 12, 5,
+               anchor=c.PANEL_CERT_CHAIN)
 
     LOAD_TESTS = Annotations(list=[{
         "datasource": {"type": "prometheus", "uid": "${datasource}"}, "enable": True,

@@ -2,8 +2,9 @@
 
 Names and titles look like a real customer base (so payloads and search terms are
 realistic), emails use the reserved ``crmpulse.example`` domain and embed the run
-marker, and every record carries the marker tag, so the end-of-run sweep finds all
-of them and nothing can be mistaken for a real customer.
+marker, and every record carries the run's marker and the target's load-test family
+tag (:mod:`crmpulse.markers`), so the end-of-run sweep finds all of them, ``crmpulse
+sweep`` finds what any earlier run left, and nothing can be mistaken for a real customer.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ SUBJECTS = ["Renewal call", "Pricing follow-up", "Quarterly review", "Demo sched
             "Contract questions", "Onboarding check-in"]
 STAGES = ["qualification", "proposal", "negotiation"]
 _counter = itertools.count()
+MAX_LOCAL = 63  # characters before "@crmpulse.example": 80 in all, Salesforce's Email limit
 
 
 class Faker:
-    def __init__(self, marker: str, seed: int | None = None) -> None:
+    def __init__(self, marker: str, tags: list[str] | None = None, seed: int | None = None) -> None:
         self.marker = marker
+        self.tags = tags or [marker]
         self.rng = random.Random(seed)
 
     def last_name(self) -> str:
@@ -37,16 +40,27 @@ class Faker:
         first, last = self.rng.choice(FIRST), self.rng.choice(LAST)
         n = next(_counter)
         return {"first_name": first, "last_name": last, "title": self.rng.choice(TITLES),
-                "email": f"{first.lower()}.{last.lower()}.{n}.{self.marker}@crmpulse.example",
-                "tags": [self.marker]}
+                "email": self.email(first, last, n), "tags": list(self.tags)}
+
+    def email(self, first: str, last: str, n: int) -> str:
+        """An address CRMs accept: at most MAX_LOCAL characters before the @.
+
+        Salesforce refuses an Email longer than 80 characters (the domain takes 17) and
+        RFC 5321 a local part over 64; when the name and the marker do not fit, the name
+        goes first, then the marker (the record's tags still carry it).
+        """
+        for local in (f"{first.lower()}.{last.lower()}.{n}.{self.marker}", f"c{n}.{self.marker}"):
+            if len(local) <= MAX_LOCAL:
+                return f"{local}@crmpulse.example"
+        return f"{first.lower()}.{last.lower()}.{n}@crmpulse.example"
 
     def deal(self, **extra: Any) -> dict[str, Any]:
         return {"name": f"{self.rng.choice(LAST)} renewal", "amount": self.rng.randint(5, 500) * 100,
-                "stage": "prospecting", "tags": [self.marker], **extra}
+                "stage": "prospecting", "tags": list(self.tags), **extra}
 
     def activity(self, **extra: Any) -> dict[str, Any]:
         return {"kind": self.rng.choice(["call", "email", "meeting", "note"]),
-                "subject": self.rng.choice(SUBJECTS), "tags": [self.marker], **extra}
+                "subject": self.rng.choice(SUBJECTS), "tags": list(self.tags), **extra}
 
     def stage(self) -> str:
         return self.rng.choice(STAGES)

@@ -15,10 +15,13 @@ Three modes (docs/synclag.md says when to choose which):
   counted by reason and never measured. While the subscription is not in place no record
   is written, so a lost record means a late or missing delivery, never our credential.
 
-Every record a sync probe writes carries the pair's marker (``crmpulse-<target>-<pair>``).
-After each run it is deleted (retried with backoff); a sweeper lists marked records at
-start-up and every ``sweep_every`` and deletes those older than ``sweep_after``, so a
-crash, a kill or a failing delete never leaves junk for long.
+Every record a sync probe writes carries the pair's marker
+(``crmpulse-<target>-sync-<pair>``, :mod:`crmpulse.markers`). After each run it is
+deleted (retried with backoff); a sweeper lists marked records at start-up and every
+``sweep_every`` and deletes those older than ``sweep_after``, so a crash, a kill or a
+failing delete never leaves junk for long. The sweeper touches only records that carry
+the pair's marker exactly: a CRM whose search matches substrings may list another
+pair's records (``search`` and ``search_heartbeat``), and those are left alone.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from crmpulse._types import compile_jsonpath, first_match
 from crmpulse.client import Session
 from crmpulse.config import SyncPair, WebhookSignature
 from crmpulse.contract import FAILURE_REASONS, SUBSCRIPTION_STATES, SYNC_STAGES, WEBHOOK_REJECT_REASONS
+from crmpulse.markers import carries, pair_marker
 from crmpulse.profile import OperationResult, loads_json
 from crmpulse.templates import MISSING, render
 
@@ -61,7 +65,7 @@ DELETE_RETRIES = (0.5, 1.0, 2.0)
 
 def marker_for(target: str, pair: str) -> str:
     """The marker every record of a pair carries: it names crmpulse, the target and the pair."""
-    return f"crmpulse-{target}-{pair}".replace("_", "-")
+    return str(pair_marker(target, pair))
 
 
 def parse_time(value: Any) -> float | None:
@@ -162,6 +166,9 @@ class SyncPairRunner:
         self.newest_visible: float | None = None
         self.pending_stamps: list[tuple[float, float]] = []  # (stamp, write time, monotonic)
         self.in_flight: dict[str, float] = {}  # record id -> write time (unix)
+        # write time of the oldest record lost since a later-written one was last seen: the
+        # lag keeps counting from it, so a stall keeps the gauge growing past the SLA
+        self.unconfirmed_since: float | None = None
         self.last_lag = 0.0
         self.started = time.time()
         self.waiters: dict[str, asyncio.Future[float]] = {}
@@ -188,8 +195,20 @@ class SyncPairRunner:
         now = time.time()
         if self.pair.mode == "heartbeat":
             return max(0.0, now - (self.newest_visible or self.started))
-        oldest = min(self.in_flight.values(), default=now)
-        return max(self.last_lag, now - oldest)
+        waiting = list(self.in_flight.values())
+        if self.unconfirmed_since is not None:
+            waiting.append(self.unconfirmed_since)
+        return max(self.last_lag, now - min(waiting, default=now))
+
+    def _lost(self, written_at: float) -> None:
+        """A record never showed up: the lag counts from it until a later one does."""
+        if self.unconfirmed_since is None or written_at < self.unconfirmed_since:
+            self.unconfirmed_since = written_at
+
+    def _seen(self, written_at: float) -> None:
+        """A record showed up: sync has caught up past every record lost before it."""
+        if self.unconfirmed_since is not None and written_at >= self.unconfirmed_since:
+            self.unconfirmed_since = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -352,13 +371,16 @@ class SyncPairRunner:
             return None
         session, context, written = created
         record_id = self._in_flight(context, written)
+        written_at = self.in_flight[record_id]
         try:
             lag = await self._poll_visible(context, written)
             if lag is None:
                 self.metrics.lost.labels(*self.labels).inc()
+                self._lost(written_at)
                 log.info("sync pair %s: canary not visible within %gs", self.pair.name, self.pair.sla)
             else:
                 self._observe(lag)
+                self._seen(written_at)
             return lag
         finally:
             await self._done(record_id, session)
@@ -571,6 +593,7 @@ class SyncPairRunner:
             return None
         session, context, _ = created
         record_id = self._in_flight(context, start)
+        written_at = self.in_flight[record_id]
         try:
             received = self.early.pop(record_id, None)
             if received is None:
@@ -585,10 +608,12 @@ class SyncPairRunner:
                     self.waiters.pop(record_id, None)
             if received is None:
                 self.metrics.lost.labels(*self.labels).inc()
+                self._lost(written_at)
                 return None
             # the event can only have been sent after the write began
             lag = received - start
             self._observe(lag)
+            self._seen(written_at)
             return lag
         finally:
             await self._done(record_id, session)
@@ -612,7 +637,10 @@ class SyncPairRunner:
         if result is None:
             report.error = "listing marked records failed"
             return report
-        items = [i for i in (result.items if result.items is not None else []) if isinstance(i, dict)]
+        marker = pair_marker(self.target, self.pair.name)
+        # the list may have matched a substring: only records carrying our marker exactly
+        items = [i for i in (result.items if result.items is not None else [])
+                 if isinstance(i, dict) and carries(i, marker)]
         report.listed = len(items)
         threshold = self.pair.sweep_after if older_than is None else older_than
         now = time.time()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,8 +23,10 @@ class Faults(BaseModel):
 
     Latency, errors, outage, rate limiting and capacity apply to API and token requests
     whose path starts with ``path_prefix`` (all of them when empty); sync and webhook
-    knobs act on the sync worker and webhook deliverer; ``auth_enforced`` and
-    ``expose_sensitive`` break the CRM's protections on purpose.
+    knobs act on the sync worker and webhook deliverer; ``auth_enforced``,
+    ``expose_sensitive``, ``exposed_fields``, ``unfiltered_reads``, ``widen_role``,
+    ``ignore_revocation`` and ``login_throttle`` break the CRM's protections on purpose
+    (access.py applies them).
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False,
@@ -50,15 +52,22 @@ class Faults(BaseModel):
     webhook_delay_ms: float = Field(0.0, ge=0, le=600_000)
     auth_enforced: bool = True
     expose_sensitive: bool = False
+    exposed_fields: list[Literal["tax_id", "card_number", "national_id", "iban"]] = Field(
+        [], max_length=4, description="sensitive contact fields the API returns by mistake")
+    unfiltered_reads: list[Literal["get", "list", "search", "export"]] = Field(
+        [], max_length=4, description="read paths that forget the tenant and owner filter")
+    widen_role: bool = Field(False, description="the restricted role acts as a full user")
+    ignore_revocation: bool = Field(False, description="revoked tokens keep working")
+    login_throttle: bool = Field(True, description="lock an account after failed logins")
     hsts: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump()
 
     def apply(self, patch: dict[str, Any]) -> None:
-        """Set already validated knobs (a partial update merges)."""
+        """Set already validated knobs (a partial update merges; lists are replaced whole)."""
         for key, value in patch.items():
-            setattr(self, key, value)
+            setattr(self, key, sorted(set(value)) if isinstance(value, list) else value)
 
     def applies_to(self, path: str) -> bool:
         return not self.path_prefix or path.startswith(self.path_prefix)

@@ -24,7 +24,7 @@ __all__ = ["SearchIndex", "SyncWorker"]
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 SEARCH_FIELDS = ("id", "first_name", "last_name", "email", "phone", "title", "account_id",
-                 "tags", "custom", "created_at", "updated_at")
+                 "tags", "custom", "created_at", "updated_at", "owner_id", "tenant_id", "extra")
 
 
 def _tokens(text: str) -> set[str]:
@@ -51,6 +51,14 @@ class SearchIndex:
         self.docs.clear()
         self.terms.clear()
 
+    def matching(self, q: str) -> list[dict[str, Any]]:
+        """Documents holding every word of ``q`` (all of them for no words)."""
+        candidates: set[str] | None = None
+        for term in _tokens(q):
+            ids = self.terms.get(term, set())
+            candidates = set(ids) if candidates is None else candidates & ids
+        return [self.docs[i] for i in (set(self.docs) if candidates is None else candidates)]
+
     def remove(self, doc_id: str) -> None:
         doc = self.docs.pop(doc_id, None)
         if doc is None:
@@ -63,7 +71,10 @@ class SearchIndex:
                     del self.terms[term]
 
     def search(self, q: str = "", tag: str | None = None, email: str | None = None,
-               limit: int = 20) -> tuple[list[dict[str, Any]], int]:
+               limit: int = 20, scope: dict[str, str] | None = None
+               ) -> tuple[list[dict[str, Any]], int]:
+        """Documents matching every word of ``q``, ``tag`` and ``email``, within ``scope``
+        (column equalities such as the reader's tenant), newest first."""
         candidates: set[str] | None = None
         for term in _tokens(q):
             ids = self.terms.get(term, set())
@@ -71,6 +82,8 @@ class SearchIndex:
         if candidates is None:
             candidates = set(self.docs) if (tag or email) else set()
         hits = [self.docs[i] for i in candidates]
+        if scope:
+            hits = [d for d in hits if all(d.get(k) == v for k, v in scope.items())]
         if tag:
             hits = [d for d in hits if tag in (d.get("tags") or [])]
         if email:

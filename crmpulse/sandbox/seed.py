@@ -5,6 +5,13 @@ and search terms, but every email and website lives under the reserved ``.exampl
 domain, so seeded data can never be mistaken for (or mailed as) real customers.
 The same N always gives the same records with the same ids, so ``POST /admin/reset``
 brings back exactly the records a test saw at start.
+
+Contacts also hold sensitive personal data that no API returns unless a fault knob
+exposes it, all synthetic and from ranges no real person holds: a US-style tax id in
+the 9XX ITIN form, a payment card number that passes the Luhn check in the 400000
+test range card networks publish for testing, a UK National Insurance number with
+the QQ prefix HMRC uses for examples (never issued), and an IBAN of the made-up bank
+code SBOX whose check digits are valid.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from typing import Any
 
 from .store import TABLES
 
-__all__ = ["LEAD_STATUSES", "STAGES", "seed"]
+__all__ = ["LEAD_STATUSES", "STAGES", "luhn_ok", "seed", "sensitive_values"]
 
 FIRST = ["Ava", "Liam", "Mia", "Noah", "Emma", "Lucas", "Sofia", "Mateo", "Olivia", "Elijah",
          "Amara", "Kenji", "Priya", "Tomasz", "Ingrid", "Diego", "Chloe", "Yusuf", "Hana", "Omar",
@@ -38,16 +45,63 @@ LEAD_STATUSES = ["new", "working", "qualified", "disqualified"]
 LEAD_SOURCES = ["web", "event", "referral", "partner", "cold_call"]
 
 
+def _luhn_digit(digits: str) -> str:
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        value = int(char) * (2 if i % 2 == 0 else 1)
+        total += value - 9 if value > 9 else value
+    return str((10 - total % 10) % 10)
+
+
+def luhn_ok(number: str) -> bool:
+    return number.isascii() and number.isdigit() and len(number) > 1 \
+        and _luhn_digit(number[:-1]) == number[-1]
+
+
+def _iban(country: str, bban: str) -> str:
+    """An IBAN with valid check digits (ISO 13616 mod 97) for this country and BBAN."""
+    rearranged = bban + country + "00"
+    number = int("".join(str(int(c, 36)) for c in rearranged))
+    return f"{country}{98 - number % 97:02d}{bban}"
+
+
+def sensitive_values(rng: random.Random) -> dict[str, str]:
+    """Card number, national id and IBAN for one synthetic contact (see the module docstring)."""
+    card = "400000" + "".join(str(rng.randint(0, 9)) for _ in range(9))
+    return {
+        "tax_id": f"9{rng.randint(0, 99):02d}-{rng.randint(70, 99)}-{rng.randint(0, 9999):04d}",
+        "card_number": card + _luhn_digit(card),
+        "national_id": f"QQ{rng.randint(0, 999999):06d}{rng.choice('ABCD')}",
+        "iban": _iban("GB", f"SBOX{rng.randint(0, 999999):06d}{rng.randint(0, 99999999):08d}"),
+    }
+
+
 def _slug(text: str) -> str:
     return "".join(c for c in text.lower().replace(" ", "-") if c.isalnum() or c == "-")
 
 
-def seed(store: Any, contacts: int, rng: random.Random | None = None) -> None:
-    """Insert ``contacts`` contacts plus proportional accounts, deals, activities and leads."""
+def seed(store: Any, contacts: int, rng: random.Random | None = None, tenant: str | None = None,
+         owners: list[str] | None = None) -> None:
+    """Insert ``contacts`` contacts plus proportional accounts, deals, activities and leads.
+
+    Records belong to ``tenant``; every fifth is owned by the second of ``owners`` (the
+    restricted user, so it has records of its own), the rest by the first.
+    """
     rng = rng or random.Random(1)
     ids = random.Random(2)  # its own stream, so adding a kind of record leaves the others be
+    private = random.Random(3)  # sensitive values: their own stream too
+    owners = owners or []
+    made = 0
 
     def insert(table: str, values: dict[str, Any]) -> dict[str, Any]:
+        nonlocal made
+        if owners:
+            values["owner_id"] = owners[1] if made % 5 == 4 and len(owners) > 1 else owners[0]
+        if tenant:
+            values["tenant_id"] = tenant
+        if table == "contacts":
+            values.update({k: v for k, v in sensitive_values(private).items() if k != "tax_id"})
+        made += 1
         record: dict[str, Any] = store.insert(
             table, values, record_id=f"{TABLES[table]}_{ids.getrandbits(64):016x}")
         return record

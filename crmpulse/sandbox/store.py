@@ -16,35 +16,42 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["Store", "now_iso"]
+__all__ = ["SINGULAR", "TABLES", "Store", "now_iso"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, industry TEXT, website TEXT, country TEXT,
+    id TEXT PRIMARY KEY, name TEXT, industry TEXT, website TEXT, country TEXT,
+    owner_id TEXT, tenant_id TEXT, extra TEXT NOT NULL DEFAULT '{}',
     created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS contacts (
-    id TEXT PRIMARY KEY, first_name TEXT NOT NULL, last_name TEXT NOT NULL,
-    email TEXT NOT NULL, phone TEXT, title TEXT, account_id TEXT REFERENCES accounts(id),
+    id TEXT PRIMARY KEY, first_name TEXT, last_name TEXT,
+    email TEXT, phone TEXT, title TEXT, account_id TEXT,
     tags TEXT NOT NULL DEFAULT '[]', custom TEXT NOT NULL DEFAULT '{}', tax_id TEXT,
+    card_number TEXT, national_id TEXT, iban TEXT,
+    owner_id TEXT, tenant_id TEXT, extra TEXT NOT NULL DEFAULT '{}',
     created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS contacts_email ON contacts(email);
 CREATE INDEX IF NOT EXISTS contacts_account ON contacts(account_id);
 CREATE INDEX IF NOT EXISTS contacts_updated ON contacts(updated_at);
 CREATE TABLE IF NOT EXISTS deals (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, amount REAL NOT NULL, currency TEXT NOT NULL,
-    stage TEXT NOT NULL, account_id TEXT REFERENCES accounts(id), contact_id TEXT,
+    id TEXT PRIMARY KEY, name TEXT, amount REAL, currency TEXT,
+    stage TEXT, account_id TEXT, contact_id TEXT,
     close_date TEXT, tags TEXT NOT NULL DEFAULT '[]',
+    owner_id TEXT, tenant_id TEXT, extra TEXT NOT NULL DEFAULT '{}',
     created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS deals_account ON deals(account_id);
 CREATE TABLE IF NOT EXISTS activities (
-    id TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL, contact_id TEXT,
-    deal_id TEXT, notes TEXT, tags TEXT NOT NULL DEFAULT '[]', occurred_at TEXT NOT NULL,
-    created_at TEXT NOT NULL);
+    id TEXT PRIMARY KEY, kind TEXT, subject TEXT, contact_id TEXT,
+    deal_id TEXT, notes TEXT, tags TEXT NOT NULL DEFAULT '[]', occurred_at TEXT,
+    owner_id TEXT, tenant_id TEXT, extra TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL, updated_at TEXT);
 CREATE INDEX IF NOT EXISTS activities_contact ON activities(contact_id);
 CREATE TABLE IF NOT EXISTS leads (
-    id TEXT PRIMARY KEY, first_name TEXT NOT NULL, last_name TEXT NOT NULL,
-    email TEXT NOT NULL, company TEXT, status TEXT NOT NULL, source TEXT,
-    tags TEXT NOT NULL DEFAULT '[]', created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+    id TEXT PRIMARY KEY, first_name TEXT, last_name TEXT,
+    email TEXT, company TEXT, status TEXT, source TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    owner_id TEXT, tenant_id TEXT, extra TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS leads_email ON leads(email);
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, entity TEXT NOT NULL, entity_id TEXT NOT NULL,
@@ -53,7 +60,10 @@ CREATE TABLE IF NOT EXISTS changes (
 
 TABLES = {"contacts": "con", "accounts": "acc", "deals": "deal", "leads": "lead",
           "activities": "act"}
-_JSON_COLUMNS = {"tags", "custom"}
+SINGULAR = {"contacts": "contact", "accounts": "account", "deals": "deal", "leads": "lead",
+            "activities": "activity"}
+_JSON_COLUMNS = {"tags", "custom", "extra"}
+_JSON_EMPTY = {"tags": "[]", "custom": "{}", "extra": "{}"}
 
 
 def now_iso() -> str:
@@ -89,6 +99,49 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a file an older sandbox wrote up to this schema, keeping every row and rowid.
+
+        Tables whose columns or NOT NULL constraints differ from ``_SCHEMA`` are rebuilt
+        (SQLite cannot drop a constraint in place); columns new to a table start empty,
+        and ``adopt()`` then gives old rows their tenant and owner.
+        """
+        fresh = sqlite3.connect(":memory:")
+        fresh.executescript(_SCHEMA)
+        rebuilt = False
+        for table in TABLES:
+            want = [(r[1], r[3]) for r in fresh.execute(f"PRAGMA table_info({table})")]
+            have = [(r[1], r[3]) for r in self.db.execute(f"PRAGMA table_info({table})")]
+            if want == have:
+                continue
+            create = fresh.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                   (table,)).fetchone()[0]
+            kept = [name for name, _ in want if name in {n for n, _ in have}]
+            cols = ", ".join(["rowid", *kept])
+            self.db.execute("BEGIN")
+            try:
+                self.db.execute(f"ALTER TABLE {table} RENAME TO _old_{table}")
+                self.db.execute(create)
+                self.db.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _old_{table}")
+                for name in _JSON_COLUMNS & ({n for n, _ in want} - set(kept)):
+                    self.db.execute(f"UPDATE {table} SET {name} = ?", (_JSON_EMPTY[name],))
+                self.db.execute(f"DROP TABLE _old_{table}")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+            rebuilt = True
+        fresh.close()
+        if rebuilt:
+            self.db.executescript(_SCHEMA)  # the indexes went with the old tables
+
+    def adopt(self, tenant_id: str, owner_id: str) -> None:
+        """Give records without a tenant (written before tenants existed) this tenant and owner."""
+        for table in TABLES:
+            self.db.execute(f"UPDATE {table} SET tenant_id = ?, owner_id = COALESCE(owner_id, ?) "
+                            "WHERE tenant_id IS NULL", (tenant_id, owner_id))
 
     def close(self) -> None:
         self.db.close()
@@ -104,9 +157,7 @@ class Store:
         record = dict(values)
         record["id"] = record_id or f"{TABLES[table]}_{secrets.token_hex(8)}"
         stamp = now_iso()
-        record["created_at"] = stamp
-        if table != "activities":
-            record["updated_at"] = stamp
+        record["created_at"] = record["updated_at"] = stamp
         cols = list(record)
         self.db.execute(
             f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
@@ -159,11 +210,29 @@ class Store:
         last = rows[-1]["_rowid"] if more and rows else None
         return [_row(r) for r in rows], last
 
-    def page(self, table: str, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
-        total = self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-        rows = self.db.execute(f"SELECT * FROM {table} ORDER BY rowid LIMIT ? OFFSET ?",
-                               (per_page, (page - 1) * per_page)).fetchall()
+    def page(self, table: str, page: int, per_page: int, scope: dict[str, str] | None = None
+             ) -> tuple[list[dict[str, Any]], int]:
+        where, args = _equal(scope)
+        total = self.db.execute(f"SELECT COUNT(*) FROM {table}{where}", args).fetchone()[0]
+        rows = self.db.execute(f"SELECT * FROM {table}{where} ORDER BY rowid LIMIT ? OFFSET ?",
+                               (*args, per_page, (page - 1) * per_page)).fetchall()
         return [_row(r) for r in rows], total
+
+    def find(self, table: str, where: str = "", args: list[Any] | tuple[Any, ...] = (),
+             order: str = "rowid", limit: int = -1, offset: int = 0, rowid: bool = False
+             ) -> list[dict[str, Any]]:
+        """Rows matching an SQL condition the caller built from known columns and ``?`` args
+        (with their ``_rowid`` when asked, for keyset paging)."""
+        sql = f"SELECT rowid AS _rowid, * FROM {table}"
+        if where:
+            sql += f" WHERE {where}"
+        rows = self.db.execute(f"{sql} ORDER BY {order} LIMIT ? OFFSET ?",
+                               [*args, limit, offset]).fetchall()
+        return [{**_row(r), "_rowid": r["_rowid"]} if rowid else _row(r) for r in rows]
+
+    def count_where(self, table: str, where: str = "", args: list[Any] | tuple[Any, ...] = ()) -> int:
+        sql = f"SELECT COUNT(*) FROM {table}" + (f" WHERE {where}" if where else "")
+        return int(self.db.execute(sql, list(args)).fetchone()[0])
 
     def clear(self) -> None:
         """Delete every record and the change log (the sequence keeps counting)."""
@@ -173,16 +242,18 @@ class Store:
     def count(self, table: str) -> int:
         return int(self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
-    def pipeline(self) -> list[dict[str, Any]]:
+    def pipeline(self, scope: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        where, args = _equal(scope)
         rows = self.db.execute(
             "SELECT stage, COUNT(*) AS deals, SUM(amount) AS amount, AVG(amount) AS average "
-            "FROM deals GROUP BY stage ORDER BY stage").fetchall()
+            f"FROM deals{where} GROUP BY stage ORDER BY stage", args).fetchall()
         return [dict(r) for r in rows]
 
-    def activity_summary(self) -> list[dict[str, Any]]:
+    def activity_summary(self, scope: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        where, args = _equal(scope)
         rows = self.db.execute(
             "SELECT kind, COUNT(*) AS activities, COUNT(DISTINCT contact_id) AS contacts "
-            "FROM activities GROUP BY kind ORDER BY kind").fetchall()
+            f"FROM activities{where} GROUP BY kind ORDER BY kind", args).fetchall()
         return [dict(r) for r in rows]
 
     # -- change log for the sync worker ------------------------------------------------
@@ -206,6 +277,13 @@ class Store:
         self.db.execute("DELETE FROM changes WHERE seq <= ?", (upto,))
 
 
+def _equal(scope: dict[str, str] | None) -> tuple[str, list[Any]]:
+    """`` WHERE a = ? AND b = ?`` for a scope such as ``{"tenant_id": ...}``; empty for none."""
+    if not scope:
+        return "", []
+    return " WHERE " + " AND ".join(f"{k} = ?" for k in scope), list(scope.values())
+
+
 def _col(name: str, value: Any) -> Any:
     return json.dumps(value) if name in _JSON_COLUMNS else value
 
@@ -218,6 +296,5 @@ _DECODER = json.JSONDecoder(parse_constant=lambda _: None)
 def _row(row: sqlite3.Row) -> dict[str, Any]:
     record = {k: row[k] for k in row.keys() if k != "_rowid"}  # noqa: SIM118
     for key in _JSON_COLUMNS & record.keys():
-        record[key] = (_DECODER.decode(record[key]) if record[key]
-                       else ([] if key == "tags" else {}))
+        record[key] = _DECODER.decode(record[key] or _JSON_EMPTY[key])
     return record

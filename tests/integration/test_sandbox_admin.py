@@ -47,7 +47,7 @@ def token(sandbox: SandboxProcess) -> dict[str, str]:
 
 def test_the_endpoint_tables_of_the_docs_are_exactly_what_is_served(own: SandboxProcess) -> None:
     api, admin = documented("API"), documented("Admin API")
-    assert len(api) > 25 and len(admin) == 8
+    assert len(api) > 25 and len(admin) == 12
     assert api | admin == served(own)
 
 
@@ -55,9 +55,14 @@ ADMIN_CALLS: dict[tuple[str, str], tuple[dict[str, Any] | None, Any]] = {
     ("GET", "/admin/faults"): (None, lambda body: body["outage"] is False),
     ("PUT", "/admin/faults"): ({"latency_ms": 5}, lambda body: body["latency_ms"] == 5),
     ("DELETE", "/admin/faults"): (None, lambda body: body["latency_ms"] == 0),
-    ("GET", "/admin/settings"): (None, lambda body: body == {"token_ttl_s": 1200}),
-    ("PUT", "/admin/settings"): ({"token_ttl_s": 60}, lambda body: body == {"token_ttl_s": 60}),
+    ("GET", "/admin/settings"): (None, lambda body: body == {"token_ttl_s": 1200, "login_max_failures": 10,
+                                                             "login_window_s": 900, "login_lockout_s": 60}),
+    ("PUT", "/admin/settings"): ({"token_ttl_s": 60}, lambda body: body["token_ttl_s"] == 60),
     ("POST", "/admin/tokens/revoke"): (None, lambda body: body["revoked"] >= 0),
+    ("GET", "/admin/access"): (None, lambda body: len(body["tenants"]) == 2 and len(body["users"]) == 5),
+    ("POST", "/admin/access/revoke"): ({"token": "no-such-token"}, lambda body: body == {"revoked": False}),
+    ("GET", "/admin/quota"): (None, lambda body: body["dialect"] == "native" and body["limits"] == {}),
+    ("PUT", "/admin/quota"): ({}, lambda body: body["usage"] == {}),
     ("GET", "/admin/stats"): (None, lambda body: body["records"]["leads"] == 3),
     ("POST", "/admin/reset"): (None, lambda body: body["status"] == "reset"),
 }
@@ -108,7 +113,7 @@ def test_reset_brings_back_the_seed_and_a_healthy_crm(own: SandboxProcess) -> No
     knobs = own.admin.get("/admin/faults").json()
     assert (knobs["outage"], knobs["sync_stall"], knobs["auth_enforced"], knobs["capacity_rps"],
             knobs["sync_lag_ms"]) == (False, False, True, 0, 150)
-    assert own.admin.get("/admin/settings").json() == {"token_ttl_s": 1200}
+    assert own.admin.get("/admin/settings").json()["token_ttl_s"] == 1200
     assert api.get("/api/v1/me").status_code == 401  # tokens issued before the reset are gone
     fresh = httpx.Client(base_url=own.url, headers=token(own), timeout=10)
     assert fresh.get("/api/v1/webhooks").json()["data"] == []

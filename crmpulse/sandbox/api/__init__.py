@@ -1,6 +1,7 @@
 """The native dialect: the sandbox's own REST API, one module per resource.
 
     POST /oauth/token                         client_credentials and password grants (auth.py)
+    POST /login, POST /oauth/revoke           sign in (with lockout), revoke a token (auth.py)
     GET  /api/v1/me                           who the credentials belong to (auth.py)
     GET|POST /api/v1/contacts                 cursor pagination and filters (contacts.py)
     GET|PATCH|DELETE /api/v1/contacts/{id}
@@ -11,8 +12,10 @@
     GET|POST /api/v1/activities, GET|DELETE /api/v1/activities/{id}        (activities.py)
     GET  /api/v1/search/contacts?q=&tag=&email=   served from the search index (search.py)
     GET  /api/v1/reports/pipeline, /api/v1/reports/activities             (reports.py)
+    GET  /api/v1/export/{contacts,accounts,deals,leads,activities}  CSV   (reports.py)
     GET|POST /api/v1/webhooks, DELETE /api/v1/webhooks/{id}                (webhooks.py)
     GET|PUT|DELETE /admin/faults, GET|PUT /admin/settings, POST /admin/tokens/revoke,
+    GET /admin/access, POST /admin/access/revoke, GET|PUT /admin/quota,
     GET /admin/stats, POST /admin/reset       the admin API (admin.py)
     GET  /healthz, GET /openapi.json          no credentials, never faulted
 
@@ -41,7 +44,7 @@ TITLE = "crmpulse sandbox CRM"
 def zone(path: str) -> Zone:
     if path.startswith("/api/"):
         return Zone.API
-    if path == "/oauth/token":
+    if path in ("/oauth/token", "/oauth/revoke", "/login"):
         return Zone.TOKEN
     if path.startswith("/admin/"):
         return Zone.ADMIN

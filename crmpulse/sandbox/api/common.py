@@ -25,14 +25,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..access import Principal
 from ..engine import SINGULAR, Sandbox
 from ..middleware import ErrorStyle
 from ..store import decode_cursor, encode_cursor
 from .models import Body, CursorPage, Explain, Query
 
 __all__ = [
-    "ApiError", "Endpoint", "Inputs", "Resource", "error", "invalid", "parse_json", "record_endpoints",
-    "routes",
+    "ApiError", "Endpoint", "Inputs", "Resource", "error", "forbidden", "invalid", "parse_json",
+    "record_endpoints", "routes",
 ]
 
 ERRORS = ErrorStyle()
@@ -203,6 +204,12 @@ class Inputs:
     def path(self) -> Mapping[str, str]:
         return self.request.path_params
 
+    @property
+    def principal(self) -> Principal:
+        """Who the request authenticated as (set by the credentials layer)."""
+        principal: Principal = self.request.state.principal
+        return principal
+
 
 Handler = Callable[[Inputs], Awaitable[Response]]
 Access = Literal["api", "token", "admin", "public"]
@@ -263,17 +270,37 @@ class Resource:
     can_delete: bool = True
 
 
+def forbidden(message: str) -> Response:
+    return error(403, "forbidden", message)
+
+
 def record_endpoints(sb: Sandbox, res: Resource) -> list[Endpoint]:
-    """``GET|POST /api/v1/<table>`` and ``GET|PATCH|DELETE /api/v1/<table>/{id}``."""
+    """``GET|POST /api/v1/<table>`` and ``GET|PATCH|DELETE /api/v1/<table>/{id}``.
+
+    Every read sees only what the reader's tenant and role allow (``sb.access``): other
+    tenants' records and, for a restricted user, other owners' records are a 404, like
+    records that do not exist. A restricted user may not delete (403) nor read or write
+    the fields its role hides.
+    """
     one = SINGULAR[res.table]
     collection, item = f"/api/v1/{res.table}", f"/api/v1/{res.table}/{{id}}"
+    access = sb.access
 
-    def check_references(values: Mapping[str, Any]) -> None:
+    def check_references(values: Mapping[str, Any], who: Principal) -> None:
         missing = [{"loc": ["body", key], "msg": f"no such {SINGULAR[table]}"}
                    for key, table in res.references.items()
-                   if values.get(key) is not None and sb.get(table, values[key]) is None]
+                   if values.get(key) is not None and not visible(table, values[key], who)]
         if missing:
             raise ApiError(invalid(missing))
+
+    def visible(table: str, record_id: str, who: Principal) -> dict[str, Any] | None:
+        record = sb.get(table, record_id) if len(record_id) <= MAX_ID else None
+        return record if record is not None and access.sees(who, "get", record) else None
+
+    def check_fields(values: Mapping[str, Any], who: Principal) -> None:
+        hidden = sorted(access.hidden(who, res.table) & values.keys())
+        if hidden:
+            raise ApiError(forbidden(f"your role may not write {', '.join(hidden)}"))
 
     def not_found(record_id: str) -> Response:
         shown = record_id if len(record_id) <= MAX_ID else record_id[:MAX_ID] + "..."
@@ -283,44 +310,59 @@ def record_endpoints(sb: Sandbox, res: Resource) -> list[Endpoint]:
         q: CursorPage = inputs.query
         after = decode_cursor(q.cursor) if q.cursor else None
         chosen = q.model_dump(exclude={"limit", "cursor"}, exclude_none=True)
-        rows, last = sb.store.select(res.table, chosen, q.limit, after)
-        return JSONResponse({"data": [sb.public(res.table, r) for r in rows],
+        who = inputs.principal
+        rows, last = sb.store.select(res.table, {**chosen, **access.scope(who, "list")}, q.limit, after)
+        return JSONResponse({"data": [sb.public(res.table, r, who) for r in rows],
                              "next_cursor": encode_cursor(last) if last else None})
 
     async def list_pages(inputs: Inputs) -> Response:
         q = inputs.query
-        rows, total = sb.store.page(res.table, q.page, q.per_page)
-        return JSONResponse({"data": [sb.public(res.table, r) for r in rows], "page": q.page,
+        who = inputs.principal
+        rows, total = sb.store.page(res.table, q.page, q.per_page, access.scope(who, "list"))
+        return JSONResponse({"data": [sb.public(res.table, r, who) for r in rows], "page": q.page,
                              "per_page": q.per_page, "total": total})
 
     async def create(inputs: Inputs) -> Response:
         values = inputs.body.model_dump()
-        check_references(values)
+        who = inputs.principal
+        check_fields(inputs.body.model_dump(exclude_unset=True), who)
+        check_references(values, who)
         if res.table == "activities" and values.get("occurred_at") is None:
             values["occurred_at"] = datetime.now().astimezone().isoformat(timespec="seconds")
-        record = sb.create(res.table, values)
-        return JSONResponse(sb.public(res.table, record), status_code=201,
+        record = sb.create(res.table, values, who.user)
+        return JSONResponse(sb.public(res.table, record, who), status_code=201,
                             headers={"Location": f"{collection}/{record['id']}"})
 
     async def get(inputs: Inputs) -> Response:
         record_id = inputs.path["id"]
         record = sb.get(res.table, record_id) if len(record_id) <= MAX_ID else None
-        return JSONResponse(sb.public(res.table, record)) if record else not_found(record_id)
+        who = inputs.principal
+        if record is None or not access.sees(who, "get", record):
+            return not_found(record_id)
+        return JSONResponse(sb.public(res.table, record, who))
 
     async def update(inputs: Inputs) -> Response:
         record_id = inputs.path["id"]
-        if len(record_id) > MAX_ID or sb.get(res.table, record_id) is None:
+        who = inputs.principal
+        record = sb.get(res.table, record_id) if len(record_id) <= MAX_ID else None
+        if record is None or not access.can_write(who, record):
             return not_found(record_id)
         values = inputs.body.model_dump(exclude_unset=True)
-        check_references(values)
-        record = sb.update(res.table, record_id, values)
-        return JSONResponse(sb.public(res.table, record)) if record else not_found(record_id)
+        check_fields(values, who)
+        check_references(values, who)
+        changed = sb.update(res.table, record_id, values)
+        return JSONResponse(sb.public(res.table, changed, who)) if changed else not_found(record_id)
 
     async def delete(inputs: Inputs) -> Response:
         record_id = inputs.path["id"]
-        if len(record_id) <= MAX_ID and sb.delete(res.table, record_id) is not None:
-            return Response(status_code=204)
-        return not_found(record_id)
+        who = inputs.principal
+        record = sb.get(res.table, record_id) if len(record_id) <= MAX_ID else None
+        if record is None or not access.can_write(who, record):
+            return not_found(record_id)
+        if not access.can_delete(who):
+            return forbidden(f"your role may not delete {res.table}")
+        sb.delete(res.table, record_id)
+        return Response(status_code=204)
 
     plural = res.table
     lister = list_cursor if res.paging == "cursor" else list_pages
@@ -338,6 +380,7 @@ def record_endpoints(sb: Sandbox, res: Resource) -> list[Endpoint]:
                             operation_id=f"update_{one}"))
     if res.can_delete:
         out.append(Endpoint("DELETE", item, delete, f"Delete a {one}",
-                            responses={204: "deleted", 404: "no such id"},
+                            responses={204: "deleted", 403: "your role may not delete",
+                                       404: "no such id"},
                             operation_id=f"delete_{one}"))
     return out

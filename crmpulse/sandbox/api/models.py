@@ -29,8 +29,8 @@ from ..webhooks import EVENT_TYPES, loopback_url_error
 __all__ = [
     "AccountCreate", "AccountPage", "ActivityCreate", "ActivityFilters", "Body", "ContactCreate",
     "ContactFilters", "CursorPage", "DealCreate", "DealFilters", "Explain", "FaultsPatch",
-    "LeadCreate", "LeadFilters", "Query", "SearchQuery", "SettingsPatch", "TokenRequest",
-    "WebhookCreate", "partial",
+    "LeadCreate", "LeadFilters", "LoginRequest", "Query", "RevokeAdmin", "RevokeRequest", "SearchQuery",
+    "SettingsPatch", "TokenRequest", "WebhookCreate", "partial",
 ]
 
 MAX_PAGE = 1_000_000
@@ -226,7 +226,22 @@ FaultsPatch.unknown = "unknown fault knob"
 
 
 class SettingsPatch(Body):
-    token_ttl_s: Annotated[float, Field(ge=0, le=86400), Explain("expected seconds, 0 to 86400")]
+    """Run-time settings; fields left out keep their value."""
+
+    token_ttl_s: Annotated[float | None, Field(ge=0, le=86400),
+                           Explain("expected seconds, 0 to 86400")] = None
+    login_max_failures: Annotated[int | None, Field(ge=1, le=1000),
+                                  Explain("expected 1 to 1000 failed logins")] = None
+    login_window_s: Annotated[float | None, Field(ge=1, le=86400),
+                              Explain("expected seconds, 1 to 86400")] = None
+    login_lockout_s: Annotated[float | None, Field(ge=0, le=86400),
+                               Explain("expected seconds, 0 to 86400")] = None
+
+
+class RevokeAdmin(Body):
+    """A token to revoke: an issued one, a personal or integration token, a vendor's app token."""
+
+    token: Annotated[str, Field(min_length=1, max_length=4000), Explain("expected a token")]
 
 
 class TokenRequest(BaseModel):
@@ -240,6 +255,24 @@ class TokenRequest(BaseModel):
     username: Annotated[str | None, Field(max_length=254)] = None
     password: Annotated[str | None, Field(max_length=200)] = None
     scope: Annotated[str | None, Field(max_length=1000)] = None
+
+
+class LoginRequest(BaseModel):
+    """A username and password, as a form or JSON; others parameters are ignored."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    username: Annotated[str | None, Field(max_length=254)] = None
+    password: Annotated[str | None, Field(max_length=200)] = None
+
+
+class RevokeRequest(BaseModel):
+    """RFC 7009 token revocation parameters."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    token: Annotated[str | None, Field(max_length=4000)] = None
+    token_type_hint: Annotated[str | None, Field(max_length=100)] = None
 
 
 # -- query parameters --------------------------------------------------------------------

@@ -16,8 +16,9 @@ def endpoints(sb: Sandbox) -> list[Endpoint]:
         q: SearchQuery = inputs.query
         if not (q.q or q.tag or q.email):
             raise ApiError(invalid([{"loc": ["query", "q"], "msg": "give q, tag or email"}]))
-        hits, total = sb.index.search(q.q, q.tag, q.email, q.limit)
-        return JSONResponse({"data": hits, "total": total})
+        who = inputs.principal
+        hits, total = sb.index.search(q.q, q.tag, q.email, q.limit, sb.access.scope(who, "search"))
+        return JSONResponse({"data": [sb.public("contacts", hit, who) for hit in hits], "total": total})
 
     return [Endpoint("GET", "/api/v1/search/contacts", search,
                      "Search contacts by words, tag or email (what the sync worker has indexed)",

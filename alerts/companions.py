@@ -1,0 +1,313 @@
+"""Companion alerts: what burn rates miss, each with the scenario that proves its timing.
+
+A burn-rate alert needs traffic and an SLO; these watch what has neither: probes that
+stopped reporting, a sync that stopped, lost canaries, a broken protection, a
+certificate about to expire or not verifying. Each companion is one entry of
+:data:`COMPANIONS`: how to build its rule from the config, and the promtool
+scenarios that show it silent just before the delay its description states and
+firing at it. ``crmpulse alerts`` writes those scenarios to
+``tests/companions.test.yml``; a test reads the stated delay back and compares it
+with the one promtool measured.
+
+To add one (a webhook subscription state, an API-quota forecast, an access probe):
+append a :class:`Companion` here, write ``runbooks/<Name>.md``, and give it at least
+one :class:`Scenario`; the tests pick all three up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from crmpulse import ConfigError, Problem
+from crmpulse import contract as c
+from crmpulse.units import format_duration
+
+from .rules import AlertRule, Context
+
+__all__ = ["ALERT_NAMES", "BURN_ALERTS", "COMPANIONS", "Companion", "Scenario"]
+
+Values = list[float | str | None]  # per minute; "stale" writes a staleness marker, None nothing
+
+
+@dataclass
+class Scenario:
+    """Per-minute input series, the minute the fault starts, and when the alert must fire."""
+
+    title: str
+    series: dict[str, Values]
+    start: int
+    fires_at: int  # first minute it must be firing
+    labels: dict[str, str]  # the firing alert's labels, severity included
+    silent_at: int = -1  # last minute it must still be silent (default: one before fires_at)
+    #: series whose values are Unix times, written for promtool's clock (minute m is 60 m
+    #: seconds); a test replaying the scenario at another time shifts them
+    times: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.silent_at < 0:
+            self.silent_at = self.fires_at - 1
+
+    @property
+    def minutes(self) -> int:
+        return self.fires_at + 5
+
+
+@dataclass(frozen=True)
+class Companion:
+    name: str
+    build: Callable[[Context], AlertRule | None]
+    scenarios: Callable[[Context, AlertRule], list[Scenario]] = field(repr=False)
+
+
+HISTORY = 30  # healthy minutes before a scenario's fault
+
+
+def fires(delay: float, trigger: str) -> str:
+    """The sentence every companion's description carries; a test reads the delay back from it."""
+    if delay == 0:
+        return f"It fires at the first evaluation after {trigger}."
+    return f"It fires {format_duration(delay)} after {trigger}."
+
+
+def _minutes(seconds: float) -> int:
+    return math.ceil(seconds / 60 - 1e-9)
+
+
+def _labels(rule: AlertRule, **series: str) -> dict[str, str]:
+    return {"severity": rule.severity, **rule.labels, **series}
+
+
+# -- no probe results --------------------------------------------------------------------
+
+
+def _probes_absent(ctx: Context) -> AlertRule | None:
+    config = ctx.loaded.config
+    if not config.probes.checks:
+        return None
+    window = config.alerting.absent_for
+    shortest = min(check.interval for check in config.probes.checks)
+    if window < 2 * shortest:
+        raise ConfigError([Problem(str(ctx.loaded.path), 0, "alerting.absent_for", (
+            f"expected at least twice the shortest check interval ({format_duration(2 * shortest)}), "
+            f"got {format_duration(window)}: a quiet window between two runs would page"))])
+    if ctx.compress > 1:  # compressed time (crmpulse stack): still at least four check runs
+        window = max(window, 4 * shortest * ctx.compress)
+    t, w = f'target="{ctx.target}"', ctx.w(window)
+    runs = c.CHECK_RUNS.series
+    link, values = ctx.link(c.PANEL_CHECK_STATUS, max(3600.0, 2 * window))
+    return AlertRule(
+        name="CrmProbesAbsent",
+        # no sample at all (the exporter is gone) or counters that stopped (it is stuck)
+        expr=f"absent_over_time({runs}{{{t}}}[{w}]) or sum by (target) (increase({runs}{{{t}}}[{w}])) == 0",
+        severity="critical",
+        summary=f"No probe results from the CRM target {ctx.target} for {format_duration(window)}: "
+                "its SLOs cannot be judged",
+        description=("{{ $labels.target }}: no crmpulse check has completed a run for "
+                     f"{format_duration(window)}: the exporter is down, not scraped, or stuck. "
+                     "Burn-rate alerts cannot fire while this lasts (no events, no error ratio). "
+                     f"{fires(window, 'the last check result')} Check first: is the exporter up "
+                     f"(`up` of its scrape job) and does its /metrics show {runs} increasing; the "
+                     f"{c.PANEL_CHECK_STATUS.title} panel of the CRM overview."),
+        runbook_url=ctx.runbook("CrmProbesAbsent"), labels={"target": ctx.target}, values=values,
+        dashboard_url=link, panel=c.PANEL_CHECK_STATUS, delay=window)
+
+
+def _probes_absent_scenarios(ctx: Context, rule: AlertRule) -> list[Scenario]:
+    name = f'{c.CHECK_RUNS.series}{{target="{ctx.target}",check="{ctx.loaded.config.probes.checks[0].name}"}}'
+    start, delay = HISTORY, _minutes(rule.delay)
+    stuck: Values = [2.0 * min(m, start) for m in range(start + delay + 6)]
+    gone: Values = [2.0 * m if m <= start else None for m in range(start + delay + 7)]
+    gone[start + 1] = "stale"  # what Prometheus writes when a scrape fails
+    labels = _labels(rule)
+    return [Scenario("the exporter is stuck: counters stop", {name: stuck}, start, start + delay, labels),
+            # the sample at the window's edge still counts: one evaluation later
+            Scenario("the exporter is gone: series go stale", {name: gone}, start, start + delay + 1,
+                     labels, silent_at=start + delay - 1)]
+
+
+# -- sync ------------------------------------------------------------------------------------
+
+
+def _sync_threshold(ctx: Context) -> float:
+    thresholds = [s.slo.threshold or 0.0 for s in ctx.specs if s.slo.kind == "sync_lag"]
+    return min(thresholds, default=300.0)
+
+
+def _sync_stalled(ctx: Context) -> AlertRule | None:
+    config = ctx.loaded.config
+    if not config.probes.sync:
+        return None
+    threshold, stall_for = _sync_threshold(ctx), config.alerting.stall_for
+    link, values = ctx.link(c.PANEL_SYNC_LAG, max(3600.0, 4 * (threshold + stall_for)))
+    return AlertRule(
+        name="CrmSyncStalled",
+        expr=f'max by (target, pair) ({c.SYNC_LAG.series}{{target="{ctx.target}"}}) > {threshold:g}',
+        for_=ctx.seconds(stall_for), severity="critical",
+        summary="CRM data is not reaching the other side: sync pair {{ $labels.pair }} lags "
+                '[[value|humanizeDuration]]',
+        description=("{{ $labels.target }}: sync pair {{ $labels.pair }} has lagged more than "
+                     f"{format_duration(threshold)} for {format_duration(stall_for)}; records written "
+                     "in the CRM are not visible where they are needed. The lag keeps growing while "
+                     "a written record stays unseen, even past its SLA. "
+                     f"{fires(threshold + stall_for, 'the sync stops')} Check first: the "
+                     f"{c.PANEL_SYNC_LAG.title} panel of the CRM overview, then the sync worker or "
+                     "queue between the CRM and the other side."),
+        runbook_url=ctx.runbook("CrmSyncStalled"), values=values, dashboard_url=link,
+        panel=c.PANEL_SYNC_LAG, delay=threshold + stall_for)
+
+
+def _sync_stalled_scenarios(ctx: Context, rule: AlertRule) -> list[Scenario]:
+    pair = ctx.loaded.config.probes.sync[0].name
+    name = f'{c.SYNC_LAG.series}{{target="{ctx.target}",pair="{pair}"}}'
+    threshold = _sync_threshold(ctx)
+    start = HISTORY
+    above = math.floor(threshold / 60) + 1  # first minute the lag (60 s per minute) exceeds it
+    at = start + above + _minutes(rule.for_)
+    lag: Values = [1.0 if m < start else 60.0 * (m - start) for m in range(at + 6)]
+    return [Scenario("the sync stops: the lag grows", {name: lag}, start, at,
+                     _labels(rule, target=ctx.target, pair=pair))]
+
+
+def _canaries_lost(ctx: Context) -> AlertRule | None:
+    if not ctx.loaded.config.probes.sync:
+        return None
+    link, values = ctx.link(c.PANEL_SYNC_LAG, 3600.0)
+    return AlertRule(
+        name="CrmCanariesLost",
+        expr=(f"sum by (target, pair) (increase({c.SYNC_LOST.series}{{target=\"{ctx.target}\"}}"
+              f"[{ctx.w(900)}])) > 0"),
+        severity="warning",
+        summary="CRM sync canaries never became visible: sync pair {{ $labels.pair }}",
+        description=("{{ $labels.target }}: sync pair {{ $labels.pair }} lost canaries in the last "
+                     "15 minutes: records did not reach the other side within the SLA. "
+                     f"{fires(0, 'a lost canary is scraped')} Check first: the "
+                     f"{c.PANEL_SYNC_LAG.title} panel of the CRM overview, and whether later "
+                     "canaries arrive (a dropped record) or none do (a stall)."),
+        runbook_url=ctx.runbook("CrmCanariesLost"), values=values, dashboard_url=link,
+        panel=c.PANEL_SYNC_LAG)
+
+
+def _canaries_lost_scenarios(ctx: Context, rule: AlertRule) -> list[Scenario]:
+    pair = ctx.loaded.config.probes.sync[0].name
+    name = f'{c.SYNC_LOST.series}{{target="{ctx.target}",pair="{pair}"}}'
+    start = HISTORY
+    lost: Values = [0.0 if m < start else 1.0 for m in range(start + 6)]
+    return [Scenario("a canary is lost", {name: lost}, start, start,
+                     _labels(rule, target=ctx.target, pair=pair))]
+
+
+# -- protections and certificates -------------------------------------------------------------
+
+
+def _kinds(ctx: Context) -> dict[str, str]:
+    """Check kind -> the first check of that kind."""
+    out: dict[str, str] = {}
+    for check in ctx.loaded.config.probes.checks:
+        out.setdefault(check.kind, check.name)
+    return out
+
+
+def _protection_broken(ctx: Context) -> AlertRule | None:
+    if "protection" not in _kinds(ctx):
+        return None
+    link, values = ctx.link(c.PANEL_PROTECTIONS, 3600.0)
+    return AlertRule(
+        name="CrmProtectionBroken",
+        expr=f'{c.PROTECTION_HOLDS.series}{{target="{ctx.target}"}} == 0', severity="critical",
+        summary="A CRM protection no longer holds: {{ $labels.protection }}",
+        description=("{{ $labels.target }}: protection {{ $labels.protection }} checked by "
+                     "{{ $labels.check }} is broken (for require_auth: the CRM answers without "
+                     f"valid credentials). {fires(0, 'the check finds it broken')} Check first: "
+                     f"the {c.PANEL_PROTECTIONS.title} panel of the CRM overview, and the last "
+                     "change to the CRM's auth or gateway configuration."),
+        runbook_url=ctx.runbook("CrmProtectionBroken"), values=values, dashboard_url=link,
+        panel=c.PANEL_PROTECTIONS)
+
+
+def _protection_scenarios(ctx: Context, rule: AlertRule) -> list[Scenario]:
+    check = _kinds(ctx)["protection"]
+    series = {"check": check, "protection": "require_auth"}
+    name = (f'{c.PROTECTION_HOLDS.series}{{target="{ctx.target}",check="{check}",'
+            'protection="require_auth"}')
+    start = HISTORY
+    holds: Values = [1.0 if m < start else 0.0 for m in range(start + 6)]
+    return [Scenario("auth is no longer enforced", {name: holds}, start, start,
+                     _labels(rule, target=ctx.target, **series))]
+
+
+def _expiring(name: str, days: int, severity: str) -> Callable[[Context], AlertRule | None]:
+    def build(ctx: Context) -> AlertRule | None:
+        if "tls" not in _kinds(ctx):
+            return None
+        link, values = ctx.link(c.PANEL_CERT_EXPIRY, 86400.0)
+        return AlertRule(
+            name=name, expr=f'{c.TLS_EXPIRY.series}{{target="{ctx.target}"}} - time() < {days} * 86400',
+            severity=severity,
+            summary=f"The CRM's TLS certificate expires in less than {days} days: "
+                    "[[value|humanizeDuration]] left",
+            description=("{{ $labels.target }}: the certificate checked by {{ $labels.check }} "
+                         f"expires within {days} days; clients will refuse the CRM after that. "
+                         f"{fires(0, f'it is less than {days} days from expiry')} Check first: the "
+                         f"{c.PANEL_CERT_EXPIRY.title} panel of the CRM overview, and whether "
+                         "automatic renewal ran."),
+            runbook_url=ctx.runbook(name), values=values, dashboard_url=link, panel=c.PANEL_CERT_EXPIRY)
+    return build
+
+
+def _expiring_scenarios(days: int) -> Callable[[Context, AlertRule], list[Scenario]]:
+    def scenarios(ctx: Context, rule: AlertRule) -> list[Scenario]:
+        check = _kinds(ctx)["tls"]
+        name = f'{c.TLS_EXPIRY.series}{{target="{ctx.target}",check="{check}"}}'
+        start = HISTORY
+        # time() is 60 x the minute in promtool: this expiry crosses the line at `start`
+        expiry = days * 86400.0 + start * 60 - 30
+        return [Scenario(f"{days} days before expiry", {name: [expiry] * (start + 6)}, start, start,
+                         _labels(rule, target=ctx.target, check=check), times=(name,))]
+    return scenarios
+
+
+def _certificate_invalid(ctx: Context) -> AlertRule | None:
+    if "tls" not in _kinds(ctx):
+        return None
+    link, values = ctx.link(c.PANEL_CERT_CHAIN, 3600.0)
+    return AlertRule(
+        name="CrmCertificateInvalid", expr=f'{c.TLS_CHAIN_VALID.series}{{target="{ctx.target}"}} == 0',
+        for_=ctx.seconds(300), severity="critical",
+        summary="The CRM's TLS certificate chain does not verify",
+        description=("{{ $labels.target }}: the certificate served to {{ $labels.check }} does "
+                     "not verify against the trust store (self-signed, wrong host, missing "
+                     f"intermediate or expired). {fires(300, 'the chain first fails to verify')} "
+                     f"Check first: the {c.PANEL_CERT_CHAIN.title} panel of the CRM overview, and "
+                     "the certificate the CRM serves now (openssl s_client)."),
+        runbook_url=ctx.runbook("CrmCertificateInvalid"), values=values, dashboard_url=link,
+        panel=c.PANEL_CERT_CHAIN, delay=300.0)
+
+
+def _certificate_invalid_scenarios(ctx: Context, rule: AlertRule) -> list[Scenario]:
+    check = _kinds(ctx)["tls"]
+    name = f'{c.TLS_CHAIN_VALID.series}{{target="{ctx.target}",check="{check}"}}'
+    start = HISTORY
+    at = start + _minutes(rule.delay)
+    valid: Values = [1.0 if m < start else 0.0 for m in range(at + 6)]
+    return [Scenario("the chain stops verifying", {name: valid}, start, at,
+                     _labels(rule, target=ctx.target, check=check))]
+
+
+COMPANIONS = (
+    Companion("CrmProbesAbsent", _probes_absent, _probes_absent_scenarios),
+    Companion("CrmSyncStalled", _sync_stalled, _sync_stalled_scenarios),
+    Companion("CrmCanariesLost", _canaries_lost, _canaries_lost_scenarios),
+    Companion("CrmProtectionBroken", _protection_broken, _protection_scenarios),
+    Companion("CrmCertificateExpiringSoon", _expiring("CrmCertificateExpiringSoon", 14, "warning"),
+              _expiring_scenarios(14)),
+    Companion("CrmCertificateExpiring", _expiring("CrmCertificateExpiring", 3, "critical"),
+              _expiring_scenarios(3)),
+    Companion("CrmCertificateInvalid", _certificate_invalid, _certificate_invalid_scenarios),
+)
+
+BURN_ALERTS = tuple(f"Crm{kind}BurnRate{speed}" for kind in ("Availability", "Latency", "SyncLag")
+                    for speed in ("Fast", "Slow"))
+#: Every alert crmpulse can generate; each has alerts/runbooks/<name>.md.
+ALERT_NAMES = BURN_ALERTS + tuple(companion.name for companion in COMPANIONS)
