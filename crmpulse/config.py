@@ -303,6 +303,9 @@ class _CheckBase(Model):
     any_target: bool = Field(
         False, description="/probe may name any target for this module, which is then probed "
         "without credentials (blackbox_exporter's model)")
+    phase_series: bool | None = Field(
+        None, description="export the five per-phase durations of the last run "
+        "(default: probes.phase_series)")
 
 
 class HTTPCheck(_CheckBase):
@@ -456,12 +459,31 @@ class System(Target):
 DEFAULT_PROBE_LISTEN = "127.0.0.1:9687"
 
 
+class Shard(Model):
+    """Which share of the checks and sync pairs this exporter runs (docs/probes.md, sizing)."""
+
+    index: int = Field(0, ge=0)
+    count: int = Field(1, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _index_below_count(self) -> Shard:
+        if self.index >= self.count:
+            raise ValueError(f"expected an index below count ({self.count}), got {self.index}")
+        return self
+
+
 class Probes(Model):
     listen: Listen = Field(DEFAULT_PROBE_LISTEN, description="host:port the exporter serves on")
     probe_hosts: list[OriginURL] = Field(
         [], description="origins (scheme://host[:port]) /probe?target= may name besides the "
         "target's own; the target's credentials are sent to these too")
     concurrency: int = Field(16, ge=1, le=1024)
+    max_concurrent_probes: int = Field(
+        16, ge=1, le=4096, description="/probe requests running at once; more get 503")
+    phase_series: bool = Field(True, description="export per-phase durations (5 series per "
+                               "check); a check's phase_series overrides it")
+    shard: Shard = Field(Shard(), description="run only this share of the checks and sync "
+                         "pairs (--shard overrides it)")
     checks: list[Check] = []
     sync: list[SyncPair] = []
 

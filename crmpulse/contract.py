@@ -21,6 +21,7 @@ __all__ = [
     "PANELS",
     "PHASES",
     "PROBE_METRICS",
+    "PROBE_REJECT_REASONS",
     "PROTECTIONS",
     "RECORDED",
     "SUBSCRIPTION_STATES",
@@ -189,7 +190,20 @@ CONFIG_RELOADS = Metric("crmpulse_config_reloads", "counter",
 SCRAPE_DURATION = Metric("crmpulse_exporter_scrape_duration_seconds", "histogram",
                          "Time to render /metrics.")
 CHECKS_CONFIGURED = Metric("crmpulse_checks_configured", "gauge",
-                           "Checks in the running configuration.", ("target",))
+                           "Checks in the running configuration (all shards').", ("target",))
+CHECKS_RUNNING = Metric("crmpulse_checks_running", "gauge",
+                        "Checks whose schedule is running on this exporter (its shard's share; "
+                        "/-/ready reports the same).", ("target",))
+SHARD_INFO = Metric("crmpulse_exporter_shard", "info",
+                    "Which share of the checks this exporter runs (index of count).",
+                    ("index", "count"))
+PROBES_IN_FLIGHT = Metric("crmpulse_exporter_probes_in_flight", "gauge",
+                          "/probe requests running now.")
+PROBES_REJECTED = Metric("crmpulse_exporter_probes_rejected", "counter",
+                         "/probe requests refused before running, by reason (concurrency: "
+                         "probes.max_concurrent_probes were already running).", ("reason",))
+#: Why a /probe request was refused before running; the ``reason`` label takes these values.
+PROBE_REJECT_REASONS = ("concurrency",)
 
 # -- /probe (multi-target pattern): blackbox_exporter's names, so its dashboards work -----
 PROBE_SUCCESS = Metric("probe_success", "gauge", "Whether the probe succeeded.")
@@ -214,7 +228,8 @@ METRICS = (*SYNC_METRICS, *LOADTEST_METRICS, CHECK_SUCCESS, CHECK_RUNS, CHECK_FA
            CHECK_DURATION, CHECK_PHASE, CHECK_LAST_RUN, CHECK_STATUS_CODE, CHECK_OVERRUNS,
            JOURNEY_STEP_DURATION, JOURNEY_STEP_FAILURES, JOURNEY_AUTH_DURATION, TLS_EXPIRY,
            TLS_CHAIN_VALID, PROTECTION_HOLDS, BUILD_INFO, CONFIG_RELOAD_OK, CONFIG_RELOAD_TIME,
-           CONFIG_RELOADS, SCRAPE_DURATION, CHECKS_CONFIGURED)
+           CONFIG_RELOADS, SCRAPE_DURATION, CHECKS_CONFIGURED, CHECKS_RUNNING, SHARD_INFO,
+           PROBES_IN_FLIGHT, PROBES_REJECTED)
 
 # -- recorded series (Prometheus recording rules written by `crmpulse alerts`) ------------
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import re
 import socket
@@ -41,6 +42,8 @@ from crmpulse.config import (
 from crmpulse.contract import PHASES
 from crmpulse.profile import RenderedRequest
 from crmpulse.steps import evaluate_expect
+
+from .transport import ProbeTransport, peer_certificate
 
 __all__ = ["Outcome", "StepOutcome", "TargetRunner"]
 
@@ -82,6 +85,12 @@ class Outcome:
         return self
 
 
+@functools.cache
+def _default_context(verify: bool) -> ssl.SSLContext:
+    """httpx's context for ``verify`` (certifi's roots), shared: loading it costs ~1 MB."""
+    return httpx.create_ssl_context(verify=verify)
+
+
 class TargetRunner:
     """Runs checks against one target with a shared client and shared credentials.
 
@@ -96,9 +105,13 @@ class TargetRunner:
             update={"base_url": base_url.rstrip("/")})
         self.target = target
         options = http_options(target)
-        options["limits"] = httpx.Limits(max_keepalive_connections=0, max_connections=1000)
+        # TLS contexts and files load here, so a config whose files are missing fails
+        # when its runners are built (before a reload swaps them in), not at the first run
+        verify = options.pop("verify")
+        context = verify if isinstance(verify, ssl.SSLContext) else _default_context(verify)
         self.client = AsyncClient(target=target, profile=loaded.profile,
-                                  http=httpx.AsyncClient(**options))
+                                  http=httpx.AsyncClient(**options,
+                                                         transport=ProbeTransport(context)))
         self.auth = self.client.session.auth
 
     async def aclose(self) -> None:
@@ -129,7 +142,8 @@ class TargetRunner:
         except Exception as exc:  # a bug must not take the exporter down; say what it was
             outcome.fail("assertion", f"internal error: {exc.__class__.__name__}")
         finally:
-            elapsed = time.perf_counter() - start
+            # the time the loop kept finished replies waiting is the exporter's, not the CRM's
+            elapsed = time.perf_counter() - start - probe.stalled
             outcome.auth_duration = session.auth_elapsed - auth_before
             outcome.duration = max(0.0, elapsed - outcome.auth_duration)
             for trace in probe.traces or []:
@@ -255,10 +269,8 @@ async def run_tls(runner: TargetRunner, session: Session, check: Check, outcome:
 
 
 async def _peer_certificate(host: str, port: int, context: ssl.SSLContext, outcome: Outcome) -> bytes:
-    start = time.perf_counter()
     try:
-        reader, writer = await asyncio.open_connection(host, port, ssl=context,
-                                                       server_hostname=host)
+        der, connect, handshake = await peer_certificate(host, port, context)
     except ssl.SSLCertVerificationError:
         raise
     except ssl.SSLError as exc:
@@ -266,17 +278,12 @@ async def _peer_certificate(host: str, port: int, context: ssl.SSLContext, outco
     except socket.gaierror as exc:
         raise TransportError(f"cannot resolve {host}", "dns") from exc
     except OSError as exc:
-        raise TransportError(f"cannot connect to {host}:{port}: {exc.strerror}", "connect") from exc
-    outcome.phases["tls"] += time.perf_counter() - start
-    ssl_object = writer.get_extra_info("ssl_object")
-    der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
-    writer.close()
-    with contextlib.suppress(Exception):
-        await writer.wait_closed()
-    del reader
+        raise TransportError(f"cannot connect to {host}:{port}: {exc.strerror or exc}", "connect") from exc
+    outcome.phases["connect"] += connect
+    outcome.phases["tls"] += handshake
     if not der:
         raise TransportError("no certificate presented", "tls")
-    return bytes(der)
+    return der
 
 
 # -- protection ---------------------------------------------------------------------------
