@@ -62,9 +62,9 @@ loadtest:
   think_time: 200ms
   metrics_listen: 127.0.0.1:{metrics_port}
   shape: {{kind: soak, users: 3, duration: 15s}}
-  gates:
-    global: {{p95: 800ms}}
-    operations: {{search_contacts: {{p95: 400ms}}}}
+  gates:  # the panels need gate series, not a verdict: thresholds a starved CI machine still meets
+    global: {{p95: 10s}}
+    operations: {{search_contacts: {{p95: 5s}}}}
 """
 
 
