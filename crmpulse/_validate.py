@@ -61,6 +61,8 @@ def _user_path(data: Any, loc: tuple[Any, ...]) -> KeyPath:
     node = data
     for i, part in enumerate(loc):
         last = i == len(loc) - 1
+        if part == "[key]":  # pydantic's marker for a bad mapping key: the key is the path
+            continue
         if isinstance(node, dict):
             if part in node:
                 out.append(part)

@@ -22,6 +22,7 @@ from typing import Any
 
 from . import redact
 from ._exceptions import AuthError
+from ._types import first_match
 from .config import (
     APIKeyAuth,
     BasicAuth,
@@ -32,9 +33,11 @@ from .config import (
     Target,
 )
 from .origins import Origin, fixed_origin
-from .profile import Profile, RenderedRequest
+from .profile import Extract, OperationCredential, OperationResult, Profile, RenderedRequest, loads_json
+from .templates import MISSING
 
-__all__ = ["AuthProvider", "OAuth2Provider", "StaticAuth", "make_auth", "token_url"]
+__all__ = ["AuthProvider", "OAuth2Provider", "OperationTokenProvider", "StaticAuth", "make_auth",
+           "token_url"]
 
 
 class AuthProvider:
@@ -46,6 +49,13 @@ class AuthProvider:
     origins: frozenset[Origin] = frozenset()
     #: where token requests may also go: an absolute token URL the config or profile names
     token_origins: frozenset[Origin] = frozenset()
+    #: the base URL a token response named for later requests (Salesforce's instance_url)
+    instance_url: str | None = None
+
+    def __init__(self) -> None:
+        #: the target's other credentials by name (``target.credentials`` and the profile's),
+        #: kept with the default one so every Session sharing it shares their tokens too
+        self.named: dict[str, AuthProvider] = {}
 
     def headers(self) -> dict[str, str]:
         """Headers to add now; empty when a token must be fetched first (see needs_token)."""
@@ -68,6 +78,7 @@ class StaticAuth(AuthProvider):
     """Basic, bearer and API-key credentials: the same header on every request."""
 
     def __init__(self, kind: str, header: str, value: str) -> None:
+        super().__init__()
         self.kind = kind
         self._header = {header: value}
         redact.register(value)
@@ -84,10 +95,14 @@ class OAuth2Provider(AuthProvider):
 
     refreshable = True
 
-    def __init__(self, spec: OAuth2ClientCredentials | OAuth2Password, token_url: str) -> None:
+    def __init__(self, spec: OAuth2ClientCredentials | OAuth2Password, token_url: str,
+                 instance_url: str | None = None, name: str = "authenticate") -> None:
+        super().__init__()
         self.kind = spec.type
         self.spec = spec
         self.token_url = token_url
+        self.name = name
+        self.instance_url_path = instance_url
         self.token: str | None = None
         self.expires_at = 0.0
         self.fetched = 0
@@ -118,7 +133,7 @@ class OAuth2Provider(AuthProvider):
             form["client_id"] = spec.client_id
         if spec.scope:
             form["scope"] = spec.scope
-        return RenderedRequest(operation="authenticate", method="POST", url=self.token_url,
+        return RenderedRequest(operation=self.name, method="POST", url=self.token_url,
                                headers=headers, form=form, auth=False)
 
     def accept_token(self, status: int, body: bytes, now: float | None = None) -> None:
@@ -130,11 +145,22 @@ class OAuth2Provider(AuthProvider):
             payload = json.loads(body)
             token = payload["access_token"]
             lifetime = float(payload.get("expires_in", 3600))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             self.invalidate()
             raise AuthError("token endpoint answered 200 without an access_token") from None
-        self.token = str(token)
+        if not isinstance(token, str) or not token or not 0 <= lifetime < 10 * 365 * 86400:
+            self.invalidate()
+            raise AuthError("token endpoint answered 200 without a usable access_token and lifetime")
+        instance: Any = None
+        if self.instance_url_path is not None:
+            instance = first_match(self.instance_url_path, payload)
+            if not isinstance(instance, str) or not instance.lower().startswith(("http://", "https://")):
+                self.invalidate()
+                raise AuthError(f"token endpoint answered 200 without an instance URL at "
+                                f"{self.instance_url_path}")
+        self.token = token
         redact.register(self.token, runtime=True)
+        self.instance_url = instance.rstrip("/") if instance else None
         self.expires_at = now + lifetime
         self.fetched += 1
 
@@ -146,6 +172,83 @@ class OAuth2Provider(AuthProvider):
         return f"OAuth2Provider({self.kind}, {self.token_url})"
 
 
+class OperationTokenProvider(AuthProvider):
+    """A token a profile operation fetches (``credentials: {NAME: {type: operation}}``).
+
+    The Session calls ``spec.operation`` when the token is missing or near expiry and
+    hands the result to :meth:`accept_result`; the token then rides as
+    ``spec.header: spec.prefix + token``.
+    """
+
+    kind = "operation"
+    refreshable = True
+
+    def __init__(self, name: str, spec: OperationCredential) -> None:
+        super().__init__()
+        self.name = name
+        self.spec = spec
+        self.token: str | None = None
+        self.expires_at = 0.0
+        self.fetched = 0
+
+    def headers(self) -> dict[str, str]:
+        return {self.spec.header: f"{self.spec.prefix}{self.token}"} if self.token else {}
+
+    def needs_token(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        return self.token is None or now >= self.expires_at - self.spec.refresh_before
+
+    def accept_result(self, result: OperationResult, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if not result.ok:
+            self.invalidate()
+            raise AuthError(f"credential {self.name}: {result.message or result.reason}")
+        token = _read(self.spec.token, result)
+        if not isinstance(token, str) or not token or len(token) > 16384:
+            self.invalidate()
+            raise AuthError(f"credential {self.name}: {self.spec.operation} answered without a "
+                            f"token at {self.spec.token.from_}")
+        lifetime = self.spec.lifetime
+        if self.spec.expires_in is not None:
+            given = _read(self.spec.expires_in, result)
+            try:
+                seconds = float(given)
+            except (TypeError, ValueError):
+                seconds = 0.0
+            if 0 < seconds < 10 * 365 * 86400:
+                lifetime = seconds
+        self.token = token
+        redact.register(token, runtime=True)
+        redact.register(self.headers()[self.spec.header], runtime=True)
+        self.expires_at = now + lifetime
+        self.fetched += 1
+
+    def invalidate(self) -> None:
+        self.token = None
+        self.expires_at = 0.0
+
+    def __repr__(self) -> str:
+        return f"OperationTokenProvider({self.name}, {self.spec.operation})"
+
+
+def _read(spec: Extract, result: OperationResult) -> Any:
+    """A value of a result by an extract spec: a header, or a JSONPath into its body."""
+    header = spec.in_header
+    if header is not None:
+        found: Any = next((v for k, v in result.headers.items() if k.lower() == header), MISSING)
+    elif spec.from_ == "body":
+        found = result.body.decode("utf-8", "replace")
+    elif spec.from_ == "status":
+        found = result.status
+    else:
+        try:
+            found = first_match(spec.from_, loads_json(result.body))
+        except ValueError:
+            found = MISSING
+    found = spec.pick(found)
+    return None if found is MISSING else found
+
+
 def _oauth_error(body: bytes) -> str:
     try:
         error = json.loads(body).get("error")
@@ -154,25 +257,26 @@ def _oauth_error(body: bytes) -> str:
     return f" ({error})" if isinstance(error, str) and len(error) < 64 else ""
 
 
-def token_url(target: Target, profile: Profile) -> str | None:
-    """Where an OAuth2 target's token requests go (None for other kinds of credentials)."""
-    spec = target.auth
+def token_url(target: Target, profile: Profile, spec: Any = None) -> str | None:
+    """Where an OAuth2 credential's token requests go (None for other kinds of credentials).
+
+    ``spec`` defaults to ``target.auth``; without a ``token_url`` of its own it is the
+    path of the profile's ``authenticate`` operation.
+    """
+    spec = target.auth if spec is None else spec
     if not isinstance(spec, OAuth2ClientCredentials | OAuth2Password):
         return None
     if spec.token_url:
         if spec.token_url.lower().startswith(("http://", "https://")):
             return spec.token_url
         return target.base_url + "/" + spec.token_url.lstrip("/")
+    if "authenticate" not in profile.operations:
+        raise AuthError(f"profile {profile.name} has no authenticate operation: give token_url")
     return profile.operation("authenticate").render(target.base_url, {}).url
 
 
-def make_auth(target: Target, profile: Profile, extra_origins: Iterable[Origin] = ()) -> AuthProvider:
-    """The provider for ``target.auth``; OAuth2 uses the profile's authenticate path by default.
-
-    Its credentials may go to the target's origins and ``extra_origins``; a token request
-    also to an absolute token URL the config or the profile names.
-    """
-    spec = target.auth
+def _provider(spec: Any, name: str, target: Target, profile: Profile,
+              origins: frozenset[Origin]) -> AuthProvider:
     provider: AuthProvider
     if isinstance(spec, NoAuth):
         provider = AuthProvider()
@@ -184,11 +288,33 @@ def make_auth(target: Target, profile: Profile, extra_origins: Iterable[Origin] 
     elif isinstance(spec, APIKeyAuth):
         provider = StaticAuth("api_key", spec.header, spec.key.get_secret_value())
     else:
-        url = token_url(target, profile)
+        url = token_url(target, profile, spec)
         assert url is not None
-        provider = OAuth2Provider(spec, url)
-    provider.origins = target.credential_origins | frozenset(extra_origins)
+        provider = OAuth2Provider(spec, url, profile.instance_url,
+                                  "authenticate" if name == "" else f"authenticate {name}")
+    provider.origins = origins
     if isinstance(spec, OAuth2ClientCredentials | OAuth2Password):
         named = fixed_origin(spec.token_url or profile.operation("authenticate").path)
         provider.token_origins = frozenset({named} if named else ())
+    return provider
+
+
+def make_auth(target: Target, profile: Profile, extra_origins: Iterable[Origin] = ()) -> AuthProvider:
+    """The provider for ``target.auth``; OAuth2 uses the profile's authenticate path by default.
+
+    Its credentials may go to the target's origins and ``extra_origins``; a token request
+    also to an absolute token URL the config or the profile names. The named credentials
+    (``target.credentials`` and the profile's ``credentials``) ride along in ``.named``,
+    each with the same origins and a token cache of its own.
+    """
+    origins = target.credential_origins | frozenset(extra_origins)
+    provider = _provider(target.auth, "", target, profile, origins)
+    for name, spec in target.credentials.items():
+        provider.named[name] = _provider(spec, name, target, profile, origins)
+    for name, credential in profile.credentials.items():
+        if target.is_anonymous:
+            break  # no credentials at all: an operation that needs one fails, unsent
+        named = OperationTokenProvider(name, credential)
+        named.origins = origins
+        provider.named[name] = named
     return provider

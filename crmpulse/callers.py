@@ -16,19 +16,20 @@ to :data:`CALLERS` and a loop to :func:`check_callers`.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._yamlfile import KeyPath, LineMap
-from .templates import placeholders, syntax_problems
+from .templates import BUILTIN_FILTERS, expressions, filter_names, placeholders, syntax_problems
 
 if TYPE_CHECKING:
     from ._exceptions import Problem
     from .config import Config, System
     from .profile import Profile
 
-__all__ = ["BUILTINS", "CALLERS", "Caller", "check_callers"]
+__all__ = ["BUILTINS", "CALLERS", "Caller", "Journey", "check_callers", "check_journeys",
+           "contract_table", "needs"]
 
 #: Computed by the template engine itself (crmpulse.templates).
 BUILTINS = ("unique", "now", "now_unix")
@@ -36,26 +37,79 @@ BUILTINS = ("unique", "now", "now_unix")
 
 @dataclass(frozen=True)
 class Caller:
-    """What one kind of caller knows when it renders its ``with`` block."""
+    """What one kind of caller knows when it renders its ``with`` block, and what it calls."""
 
     what: str                      # in messages: "this check", "this step", ...
     knows: tuple[str, ...] = ()    # names besides built-ins and the variables sections
     after_create: bool = False     # also what the pair's create sent and extracted
     renders_with: bool = True      # False: its with values are passed as written
+    label: str = ""                # the contract table's caller column
+    calls: str = ""                # ... its operation column
+    passes: str = ""               # ... its variables column
 
 
-#: Keyed by where the caller sits in crmpulse.yaml. These are what crmpulse.probes
-#: (checks.py, synclag.py) pass today.
+#: Keyed by where the caller sits in crmpulse.yaml (or the profile). These are what
+#: crmpulse.probes (checks.py, synclag.py) and the core's sweeps and cleanup pass today;
+#: the table in docs/profiles.md is generated from them and the journeys' declarations.
 CALLERS: dict[str, Caller] = {
-    "probes.checks": Caller("this check", renders_with=False),
-    "probes.checks.steps": Caller("this step"),  # + what earlier steps saved
-    "probes.sync.create": Caller("this create", ("marker", "canary")),
-    "probes.sync.update": Caller("this update", ("marker", "id", "heartbeat")),
-    "probes.sync.read.canary": Caller("this read", ("marker", "canary"), after_create=True),
-    "probes.sync.read.heartbeat": Caller("this read", ("marker", "id")),
-    "probes.sync.webhook.subscribe": Caller("this subscribe", ("marker", "url", "webhook_secret")),
-    "probes.sync.sweep": Caller("this sweep", ("marker",)),
+    "probes.checks": Caller(
+        "this check", renders_with=False, label="`http` check",
+        calls="its `operation`", passes="its `with`, as written"),
+    "probes.checks.protection": Caller(
+        "this check", renders_with=False, label="`protection` check",
+        calls="its `operation` (default `list_contacts`)",
+        passes="its `with`, as written; sent without credentials, with a forged token, then "
+        "with the target's"),
+    "probes.checks.steps": Caller(
+        "this step", label="`journey` check", calls="each step's `operation`",
+        passes="each step's `with`, filled from what earlier steps `save`d"),
+    "probes.checks.tls": Caller("this check", label="`tls` check", calls="none",
+                                passes="(a TLS handshake with the host)"),
+    "probes.sync.create": Caller(
+        "this create", ("marker", "canary"), label="sync pair (every mode): create",
+        calls="`create.operation` (it must declare `cleanup`)",
+        passes="`create.with`, filled with `marker` (and `canary` in canary mode)"),
+    "probes.sync.read.canary": Caller(
+        "this read", ("marker", "canary"), after_create=True, label="`canary` pair: read",
+        calls="`read.operation` (on `read.system` if set), until `read.found` matches",
+        passes="`read.with`, filled with `marker`, `canary`, and what create sent and extracted"),
+    "probes.sync.update": Caller(
+        "this update", ("marker", "id", "heartbeat"), label="`heartbeat` pair: update",
+        calls="`update.operation`",
+        passes="`update.with`, filled with `marker`, `id` (the marker record's) and `heartbeat`"),
+    "probes.sync.read.heartbeat": Caller(
+        "this read", ("marker", "id"), label="`heartbeat` pair: read",
+        calls="`read.operation`, reading `read.value`", passes="`read.with`, filled with `marker`, `id`"),
+    "probes.sync.webhook.subscribe": Caller(
+        "this subscribe", ("marker", "url", "webhook_secret"), label="`webhook` pair: subscribe",
+        calls="`webhook.subscribe.operation` (its cleanup unsubscribes)",
+        passes="its `with`, filled with `marker`, `url`, `webhook_secret`"),
+    "probes.sync.sweep": Caller(
+        "this sweep", ("marker",), label="sync pair (every mode): sweep",
+        calls="`sweep.operation`, then create's cleanup operation per marked record",
+        passes="`sweep.with`, filled with `marker`; the cleanup gets the listed record's fields"),
+    "profile.sweep": Caller(
+        "this sweep", ("marker",), label="load test end, `crmpulse sweep`: the profile's `sweep`",
+        calls="each `sweep[].operation`, then `sweep[].delete` per marked record",
+        passes="`with`, filled with `marker`; `delete_with`, filled with the listed record's fields"),
+    "profile.cleanup": Caller(
+        "this cleanup", label="everything that creates a record",
+        calls="the create's `cleanup.operation`",
+        passes="`cleanup.with`, filled with what the create sent and extracted"),
+    "profile.credentials": Caller(
+        "this credential", label="a credential of `type: operation`",
+        calls="its `operation`, when its token is missing, near expiry or refused",
+        passes="its `with`, filled from the profile's and target's `variables`"),
 }
+
+
+class Journey(Protocol):
+    """What a load-test journey declares (crmpulse.loadtests: each journey class)."""
+
+    #: operation -> the variables the journey passes to it
+    calls: Mapping[str, frozenset[str]]
+    #: operations it skips when the profile lacks them
+    optional: frozenset[str]
 
 
 def _heads(template: Any, optional: bool = False) -> set[str]:
@@ -72,6 +126,12 @@ class _Checker:
         """Check one call site: its ``with`` templates, then what the operation needs."""
         for path, message in syntax_problems(with_, (*where, "with")):
             self.problems.append(self.lines.problem(path, message))
+        usable = set(BUILTIN_FILTERS) | (set(profile.maps) if caller is CALLERS["probes.checks.steps"]
+                                          else set())
+        for name in sorted(filter_names(with_) - usable):
+            self.problems.append(self.lines.problem(
+                (*where, "with"), f'unknown filter "{name}" ({caller.what} may use '
+                f"{', '.join(sorted(usable))}; value maps belong in the profile's operations)"))
         known = {*BUILTINS, *variables, *caller.knows, *extra}
         for key, value in with_.items():
             if not caller.renders_with and _heads(value, optional=True):
@@ -79,20 +139,34 @@ class _Checker:
                     (*where, "with", key), f"{caller.what} passes its with values as written: "
                     "templates are filled in journey steps and sync pairs, not here"))
                 continue
-            for name in sorted(_heads(value) - known):
+            for missing in needs(value, known):
+                name = missing.split('"', 1)[0]  # a fallback's first name: the others follow
                 close = difflib.get_close_matches(name, sorted(known), n=1)
                 hint = f'did you mean "{close[0]}"?' if close else \
                     f"known to {caller.what}: {', '.join(sorted(known))}"
                 self.problems.append(self.lines.problem(
-                    (*where, "with", key), f'unknown template variable "{name}" ({hint})'))
+                    (*where, "with", key), f'unknown template variable "{missing}" ({hint})'))
         op = profile.operations.get(operation)
         if op is None:
             return  # reported as an unknown operation already
-        given = {*with_, *variables, *BUILTINS}
-        for name in sorted(_heads([op.path, op.query, op.headers, op.json_body, op.form]) - given):
+        for name in needs(op.templates, {*with_, *variables}):
             self.problems.append(self.lines.problem(
                 (*where, "with"), f'operation {operation} needs "{name}", which {caller.what} '
                 "does not give: add it under with"))
+
+
+def needs(templates: Any, given: Iterable[str]) -> list[str]:
+    """What templates need that ``given`` (and the built-ins) lack, as each expression says it:
+    ``"id"``, or ``"contact_id" or "deal_id"`` for a fallback none of whose names is given."""
+    known = {*given, *BUILTINS}
+    missing = []
+    for expression in expressions(templates):
+        if not expression.required:
+            continue
+        heads = [name.split(".", 1)[0] for name in expression.names]
+        if not any(head in known for head in heads):
+            missing.append('" or "'.join(dict.fromkeys(heads)))
+    return sorted(set(missing))
 
 
 def check_callers(config: Config, profile: Profile, systems: dict[str, tuple[System, Profile]],
@@ -100,11 +174,16 @@ def check_callers(config: Config, profile: Profile, systems: dict[str, tuple[Sys
     """Every template problem in the config's calls of profile operations."""
     checker = _Checker(lines)
     variables = {*profile.variables, *config.target.variables}
+    for name, credential in profile.credentials.items():
+        checker.call(("profile", "credentials", name), CALLERS["profile.credentials"], credential.operation,
+                     credential.with_, profile, variables)
     for i, check in enumerate(config.probes.checks):
         where: KeyPath = ("probes", "checks", i)
         operation = getattr(check, "operation", None)
         if operation is not None and hasattr(check, "with_"):
-            checker.call(where, CALLERS["probes.checks"], operation, check.with_, profile, variables)
+            checker.call(where, CALLERS["probes.checks.protection" if check.kind == "protection"
+                                        else "probes.checks"],
+                         operation, check.with_, profile, variables)
         saved: set[str] = set()
         for j, step in enumerate(getattr(check, "steps", [])):
             checker.call((*where, "steps", j), CALLERS["probes.checks.steps"], step.operation,
@@ -137,3 +216,74 @@ def check_callers(config: Config, profile: Profile, systems: dict[str, tuple[Sys
         checker.call((*where, "sweep"), CALLERS["probes.sync.sweep"], pair.sweep.operation,
                      pair.sweep.with_, profile, variables)
     return checker.problems
+
+
+def check_journeys(config: Config, profile: Profile, journeys: Mapping[str, Journey],
+                   lines: LineMap) -> tuple[list[Problem], list[str]]:
+    """What the weighted load-test journeys need that the profile lacks, and notes.
+
+    Problems (each at ``loadtest.journeys.NAME``): an operation a journey calls that the
+    profile does not define (unless the journey skips it), a variable an operation needs
+    that neither the journey nor the variables sections give. Notes: operations a journey
+    will skip, variables it passes that the operation ignores (a journey's ``tags`` ignored
+    by a create means its records are not marked for sweeps).
+    """
+    problems: list[Problem] = []
+    notes: list[str] = []
+    variables = {*profile.variables, *config.target.variables}
+    for name, weight in config.loadtest.journeys.items():
+        journey = journeys.get(name)
+        if journey is None or weight <= 0:
+            continue
+        where: KeyPath = ("loadtest", "journeys", name)
+        for operation, passed in journey.calls.items():
+            op = profile.operations.get(operation)
+            if operation == "authenticate" and (op is None or op.auth is False):
+                continue  # the credentials' own token fetch, or nothing to fetch
+            if op is None:
+                if operation in journey.optional:
+                    notes.append(f"journey {name} skips {operation}: profile {profile.name} does not "
+                                 "define it")
+                else:
+                    problems.append(lines.problem(where, (
+                        f"journey {name} calls {operation}, which profile {profile.name} does not "
+                        f"define (add it, or set loadtest.journeys.{name}: 0)")))
+                continue
+            for variable in needs(op.templates, {*passed, *variables}):
+                problems.append(lines.problem(where, (
+                    f'journey {name} calls {operation} with {_listing(passed)}; the operation needs '
+                    f'"{variable}" (define it in target.variables, or give it a fallback: '
+                    f'"{{{{ {variable.split(chr(34))[0]} or ... }}}}")')))
+            used = {n.split(".", 1)[0] for n, _ in op.variables()}
+            ignored = sorted(set(passed) - used)
+            if ignored:
+                notes.append(f"journey {name} passes {', '.join(ignored)} to {operation}, which "
+                             "ignores " + ("them" if len(ignored) > 1 else "it"))
+    return problems, notes
+
+
+def _listing(names: Iterable[str]) -> str:
+    listed = sorted(names)
+    return ", ".join(listed) if listed else "no variables"
+
+
+def contract_table(journeys: Mapping[str, Journey]) -> str:
+    """The Markdown table of every operation each caller calls and what it passes.
+
+    docs/profiles.md holds its output between markers; a test regenerates it from the
+    code (this module and the journeys' declarations) and compares.
+    """
+    rows = ["| caller | operation | variables it passes |", "|---|---|---|"]
+    for name in sorted(journeys):
+        journey = journeys[name]
+        for operation in sorted(journey.calls):
+            skip = " (skipped when the profile lacks it)" if operation in journey.optional else ""
+            if operation == "authenticate":
+                passed = ("none (without an `authenticate` operation, the credentials fetch their "
+                          "own token or ride with each request)")
+            else:
+                passed = ", ".join(f"`{v}`" for v in sorted(journey.calls[operation])) or "none"
+            rows.append(f"| journey `{name}` | `{operation}`{skip} | {passed} |")
+    for caller in CALLERS.values():
+        rows.append(f"| {caller.label} | {caller.calls} | {caller.passes} |")
+    return "\n".join(rows) + "\n"

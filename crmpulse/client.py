@@ -29,9 +29,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from ._decoding import ACCEPT_ENCODING, BadEncoding, BodyTooLarge, BoundedDecoder
-from ._exceptions import OperationError, OriginError, TransportError
+from ._exceptions import AuthError, OperationError, OriginError, TransportError
 from ._types import compile_jsonpath
-from .auth import AuthProvider, make_auth
+from .auth import AuthProvider, OperationTokenProvider, make_auth
 from .config import LoadedConfig, Target
 from .origins import format_origin, origin_of
 from .profile import OperationResult, Profile, RenderedRequest, loads_json
@@ -215,6 +215,8 @@ class Session:
         self.target = target
         self.profile = profile
         self.auth = auth or make_auth(target, profile)
+        # named credentials share the default one's origins and live beside it (auth.named)
+        self.credentials: dict[str, AuthProvider] = self.auth.named
         self.origins = target.credential_origins | self.auth.origins
         self.allowed_hosts = (None if allowed_hosts is None
                               else frozenset(h.lower().strip("[]") for h in allowed_hosts))
@@ -229,6 +231,25 @@ class Session:
         # How the last reply was judged (ok, message): Locust marks its request with it.
         self.verdict: tuple[bool, str] = (True, "")
         self.auth_elapsed = 0.0  # time spent fetching tokens, for journeys to report apart
+        self._fetching = 0  # depth of operation-token fetches under way
+
+    @property
+    def base_url(self) -> str:
+        """Where operations' relative paths go: the target's base URL, or the instance URL
+        the token response named (checked against the credentials' origins when accepted)."""
+        return self.auth.instance_url or self.target.base_url
+
+    def provider(self, auth: bool | str) -> AuthProvider | None:
+        """The credentials a request's ``auth`` asks for; None for none."""
+        if auth is True:
+            return self.auth
+        if auth is False:
+            return None
+        try:
+            return self.credentials[auth]
+        except KeyError:
+            raise AuthError(f"needs credential {auth!r}, which this target does not have "
+                            "(an anonymous probe sends none)") from None
 
     def variables(self, extra: dict[str, Any]) -> dict[str, Any]:
         if not self.profile.variables and not self.target.variables:
@@ -262,31 +283,36 @@ class Session:
         """Send with credentials; fetch a token first when needed; retry once on 401."""
         own_headers = request.headers
         trusted = self.destination(request)
-        if request.auth and not trusted and self.auth.kind != "none":
+        provider = self.provider(request.auth)
+        if provider is not None and not trusted and provider.kind != "none":
             raise self._refuse(request, "credentials")
         for attempt in (1, 2):
-            if request.auth and self.auth.needs_token():
-                yield from self.fetch_token()
+            if provider is not None and provider.needs_token():
+                yield from self.fetch_token(provider)
             headers = ({**self.target.headers, **own_headers} if self.target.headers and trusted
                        else dict(own_headers))
-            if request.auth:
-                headers.update(self.auth.headers())
+            if provider is not None:
+                headers.update(provider.headers())
             request.headers = headers  # the request is this flow's own: no copy needed
             reply = yield request
             assert isinstance(reply, Reply)
             self.verdict = _OK if reply.status < 400 else (
                 False, f"{request.operation}: status {reply.status}")
-            if reply.status == 401 and request.auth and self.auth.refreshable and attempt == 1:
+            if reply.status == 401 and provider is not None and provider.refreshable and attempt == 1:
                 self.verdict = (False, f"{request.operation}: 401, token refreshed and retried")
-                self.auth.invalidate()
+                provider.invalidate()
                 continue
             return reply
         raise AssertionError("unreachable")
 
-    def fetch_token(self) -> Flow:
-        token_request = self.auth.token_request()
+    def fetch_token(self, provider: AuthProvider | None = None) -> Flow:
+        """Fetch a token for ``provider`` (default: the target's own credentials)."""
+        provider = provider or self.auth
+        if isinstance(provider, OperationTokenProvider):
+            return (yield from self._fetch_by_operation(provider))
+        token_request = provider.token_request()
         if not self.destination(token_request) and \
-                origin_of(token_request.url) not in self.auth.token_origins:
+                origin_of(token_request.url) not in provider.token_origins:
             raise self._refuse(token_request, "client credentials")
         token_request.headers = {**self.target.headers, **token_request.headers}
         reply = yield token_request
@@ -294,25 +320,64 @@ class Session:
         self.auth_elapsed += reply.elapsed
         self.verdict = _OK if reply.status == 200 else (
             False, f"authenticate: token endpoint answered {reply.status}")
-        self.auth.accept_token(reply.status, reply.body)
+        provider.accept_token(reply.status, reply.body)
+        if provider.instance_url is not None:
+            self._check_instance(provider)
         return reply
+
+    def _check_instance(self, provider: AuthProvider) -> None:
+        """An instance URL comes from a response: it is used only where the credentials may go."""
+        url = provider.instance_url or ""
+        try:
+            origin = origin_of(url)
+        except ValueError:
+            origin = None
+        if origin is None or origin not in self.origins or urlsplit(url).query or (
+                self.allowed_hosts is not None and origin[1] not in self.allowed_hosts):
+            provider.instance_url = None
+            provider.invalidate()
+            shown = format_origin(origin) if origin else repr(url[:120])
+            allowed = ", ".join(sorted(format_origin(o) for o in self.origins))
+            raise OriginError(f"not used: the token response names instance {shown}, and target "
+                              f"{self.target.name}'s credentials go only to {allowed} (set "
+                              "target.base_url to the instance's URL)")
+
+    def _fetch_by_operation(self, provider: OperationTokenProvider) -> Flow:
+        if self._fetching >= 2:  # a credential fetched with itself: refused at load, guarded here
+            raise AuthError(f"credential {provider.name}: fetching it needs itself")
+        self._fetching += 1
+        try:
+            variables = render(provider.spec.with_, self.variables({}), self.profile.filters)
+            result = yield from self.call(provider.spec.operation, variables)
+        finally:
+            self._fetching -= 1
+        self.auth_elapsed += result.elapsed
+        provider.accept_result(result)
+        return result
 
     def call(self, name: str, variables: dict[str, Any], max_pages: int = 1) -> Flow:
         """Call one operation; follow up to ``max_pages`` pages when it paginates."""
+        if name == "authenticate":
+            op_or_none = self.profile.operations.get(name)
+            if self.auth.refreshable:
+                if not self.force_authenticate and not self.auth.needs_token():
+                    return OperationResult(operation=name, status=0, message="token cached")
+                self.auth.invalidate()
+                reply = yield from self.fetch_token()
+                result = OperationResult(operation=name, status=getattr(reply, "status", 0),
+                                         elapsed=getattr(reply, "elapsed", 0.0))
+                result.body = getattr(reply, "body", b"")
+                return result
+            if op_or_none is None or op_or_none.auth is False:
+                # a token-only CRM has no login: its credentials ride with every request
+                return OperationResult(operation=name, status=0,
+                                       message=f"{self.auth.kind} credentials: no token to fetch")
         op = self.profile.operation(name)
-        if name == "authenticate" and self.auth.refreshable:
-            if not self.force_authenticate and not self.auth.needs_token():
-                return OperationResult(operation=name, status=0, message="token cached")
-            self.auth.invalidate()
-            reply = yield from self.fetch_token()
-            result = OperationResult(operation=name, status=reply.status, elapsed=reply.elapsed)
-            result.body = reply.body
-            return result
-        if name == "authenticate" and op.auth is False:
-            return OperationResult(operation=name, status=0,
-                                   message=f"{self.auth.kind} credentials: no token to fetch")
+        provider = self.provider(op.auth)
+        if provider is not None and provider.needs_token():
+            yield from self.fetch_token(provider)  # first: the answer may name the base URL
         merged = self.variables(variables)
-        request = op.render(self.target.base_url, merged)
+        request = op.render(self.base_url, merged)
         reply = yield from self.send(request)
         result = op.interpret(reply.status, reply.headers, reply.body)
         result.elapsed, result.body, result.headers = reply.elapsed, reply.body, reply.headers
@@ -329,9 +394,9 @@ class Session:
             result = page
         if result.ok and op.cleanup:
             try:
-                undo = render(op.cleanup.with_, {**merged, **result.values})
+                undo = render(op.cleanup.with_, {**merged, **result.values}, self.profile.filters)
                 url = self.profile.operation(op.cleanup.operation).render(
-                    self.target.base_url, self.variables(undo)).url
+                    self.base_url, self.variables(undo)).url
             except OperationError:
                 return result.fail("assertion", f"{name}: created a record, but the response "
                                    "lacks what its cleanup needs to delete it")
@@ -345,7 +410,7 @@ class Session:
         results: list[StepResult] = []
         for step in steps:
             try:
-                variables = render(step.with_, {**self.variables({}), **context})
+                variables = render(step.with_, {**self.variables({}), **context}, self.profile.filters)
             except OperationError as exc:
                 failed = OperationResult(operation=step.operation, ok=False, reason="assertion",
                                          message=f"step {step.label}: {exc}")
@@ -361,6 +426,12 @@ class Session:
                 except TransportError as exc:
                     result = OperationResult(operation=step.operation, ok=False,
                                              reason=exc.reason, message=f"{step.label}: {exc}")
+                if step.until is not None and result.throttled and time.monotonic() < deadline:
+                    # a poll that outpaces the CRM's rate limit (HubSpot's search: 5 a second)
+                    # waits as told, then polls on
+                    pause = result.retry_after if result.retry_after is not None else 1.0
+                    yield Sleep(max(0.0, min(pause, deadline - time.monotonic())))
+                    continue
                 if not result.ok or step.until is None or _matches(step.until, result.body):
                     break
                 if time.monotonic() >= deadline:

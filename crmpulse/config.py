@@ -181,7 +181,11 @@ class Target(Model):
     variables: dict[str, Any] = Field(
         {}, description="values operations may use, e.g. a known contact's id")
     safety: Safety = Safety()
+    credentials: dict[Name, Auth] = Field(
+        {}, description="named credentials besides auth, each with its own token and renewal; "
+        "a profile operation picks one with `auth: NAME`")
     _origins: frozenset[Origin] = PrivateAttr(frozenset())
+    _anonymous: bool = PrivateAttr(False)
 
     @model_validator(mode="before")
     @classmethod
@@ -241,8 +245,18 @@ class Target(Model):
         return copy
 
     def anonymous(self) -> Target:
-        """A copy that sends no credentials and no ``headers`` (``/probe`` of any target)."""
-        return self.model_copy(update={"auth": NoAuth(type="none"), "headers": {}})
+        """A copy that sends no credentials and no ``headers`` (``/probe`` of any target).
+
+        Named credentials go too, and ``is_anonymous`` tells crmpulse.auth not to fetch the
+        profile's own (an operation that needs one fails instead of being sent).
+        """
+        copy = self.model_copy(update={"auth": NoAuth(type="none"), "headers": {}, "credentials": {}})
+        copy._anonymous = True
+        return copy
+
+    @property
+    def is_anonymous(self) -> bool:
+        return self._anonymous
 
 
 # -- SLOs ------------------------------------------------------------------------------
@@ -548,6 +562,7 @@ class LoadedConfig:
     profile: Profile
     path: Path
     systems: dict[str, tuple[System, Profile]] = field(default_factory=dict)
+    lines: LineMap | None = None  # where each key is in the file, for problems found later
 
     @property
     def target(self) -> Target:
@@ -581,7 +596,7 @@ def load_config(path: str | Path) -> LoadedConfig:
     problems += more
     if problems or profile is None:
         raise ConfigError(problems)
-    return LoadedConfig(config, profile, path, systems)
+    return LoadedConfig(config, profile, path, systems, doc.lines)
 
 
 def _check_files(config: Config, base_dir: Path, lines: LineMap) -> tuple[Config, list[Problem]]:
@@ -638,7 +653,9 @@ def _cross_check(config: Config, profile: Profile, systems: dict[str, tuple[Syst
     problems: list[Problem] = []
 
     def need_op(name: str, where: KeyPath) -> None:
-        if name not in profile.operations:
+        # `authenticate` works with every profile: without the operation it fetches the
+        # target's token (OAuth2) or does nothing (credentials that ride with each request)
+        if name not in profile.operations and name != "authenticate":
             problems.append(lines.problem(where, _unknown_operation(profile, name)))
 
     def unique(items: list[Any], section: KeyPath) -> None:
@@ -707,8 +724,11 @@ def _cross_check(config: Config, profile: Profile, systems: dict[str, tuple[Syst
     for name in config.loadtest.gates.operations:
         need_op(name, ("loadtest", "gates", "operations", name))
     problems += _credential_destinations(config, profile, lines)
+    problems += _credential_names(config, profile, lines)
     if config.target.variables:
         used = {n for op in profile.operations.values() for n, _ in op.variables()}
+        used |= {n for credential in profile.credentials.values()
+                 for n, _ in placeholders(credential.with_)}
         for name in config.target.variables:
             if name not in used and name not in profile.variables:
                 problems.append(lines.problem(("target", "variables", name),
@@ -734,6 +754,31 @@ def _credential_destinations(config: Config, profile: Profile, lines: LineMap) -
             f"sends target {config.target.name}'s credentials to {format_origin(origin)}, which "
             f"is not an origin configured for them ({_origins(allowed)}): give it auth: false, "
             "or reach that API as a system of its own"))
+    return problems
+
+
+def _credential_names(config: Config, profile: Profile, lines: LineMap) -> list[Problem]:
+    """Every ``auth: NAME`` of the profile names one credential; OAuth2 knows its token URL."""
+    problems: list[Problem] = []
+    target = config.target
+    named = {**dict.fromkeys(profile.credentials, "profile"), **dict.fromkeys(target.credentials, "target")}
+    for name in sorted(set(profile.credentials) & set(target.credentials)):
+        problems.append(lines.problem(("target", "credentials", name), (
+            f'profile {profile.name} defines a credential "{name}" too: give this one another name')))
+    for op_name, op in profile.operations.items():
+        if isinstance(op.auth, str) and op.auth not in named:
+            known = ", ".join(sorted(named)) or "none"
+            problems.append(lines.problem(("target", "credentials") if target.credentials else ("profile",), (
+                f'operation {op_name} of profile {profile.name} is sent with credential "{op.auth}", '
+                f"which neither target.credentials nor the profile defines (defined: {known})")))
+    specs: list[tuple[KeyPath, Any]] = [(("target", "auth"), target.auth)]
+    specs += [(("target", "credentials", name), spec) for name, spec in target.credentials.items()]
+    for where, spec in specs:
+        if isinstance(spec, OAuth2ClientCredentials | OAuth2Password) and not spec.token_url and \
+                "authenticate" not in profile.operations:
+            problems.append(lines.problem((*where, "type"), (
+                f"profile {profile.name} has no authenticate operation to fetch tokens from: "
+                "give token_url")))
     return problems
 
 

@@ -52,7 +52,7 @@ def absolute_urls(config: Config, profile: Profile) -> list[tuple[str, str, str,
     ``kind`` is ``operation`` or ``check``. Only the fixed part can be checked before a
     run: a URL whose scheme://host:port holds a placeholder is checked as it is sent.
     """
-    found = [("operation", name, op.path, op.auth) for name, op in profile.operations.items()
+    found = [("operation", name, op.path, op.auth is not False) for name, op in profile.operations.items()
              if op.path.lower().startswith(("http://", "https://"))]
     for check in config.probes.checks:
         request = getattr(check, "request", None)

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .. import __version__, redact
 from .._exceptions import ConfigError, CrmpulseError
@@ -50,28 +51,87 @@ def _config_arg(parser: argparse.ArgumentParser, positional: bool = False) -> No
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from ..callers import check_journeys
     from ..config import load_config
 
     loaded = load_config(args.config)
     c = loaded.config
+    notes: list[str] = []
+    if c.target.safety.allow_loadtest and loaded.lines is not None:
+        problems, notes = check_journeys(c, loaded.profile, _journeys(), loaded.lines)
+        if problems:
+            raise ConfigError(problems)
     print(f"{args.config}: valid (target {c.target.name} at {c.target.base_url}, profile "
           f"{loaded.profile.name} with {len(loaded.profile.operations)} operations, "
           f"{len(c.slos)} SLOs, {len(c.probes.checks)} checks, {len(c.probes.sync)} sync pairs)")
+    for note in notes:
+        print(f"  note: {note}")
     return EXIT_OK
+
+
+def _journeys() -> dict[str, Any]:
+    """The load-test journeys that declare what they call (crmpulse.loadtests.journeys)."""
+    os.environ.setdefault("LOCUST_SKIP_MONKEY_PATCH", "1")  # declarations only: no gevent here
+    from crmpulse.loadtests.journeys import JOURNEYS
+
+    return {name: cls for name, cls in JOURNEYS.items() if hasattr(cls, "calls")}
+
+
+#: Presets `crmpulse init --preset` knows: the sandbox dialect that emulates each, and the
+#: environment variables its starter reads, with the sandbox's public test values.
+PRESETS: dict[str, tuple[str, dict[str, str]]] = {
+    "salesforce": ("salesforce", {"SALESFORCE_CLIENT_SECRET": "sandbox-secret"}),
+    "hubspot": ("hubspot", {"HUBSPOT_TOKEN": "pat-na1-11111111-1111-4111-8111-111111111111"}),
+    "dynamics365": ("dynamics", {"DYNAMICS_CLIENT_SECRET": "sandbox-secret"}),
+}
+
+
+def starter_text(preset: str | None, sandbox: bool = False) -> str:
+    """The starter config: the sandbox's, or a preset's (its target swapped for the sandbox's)."""
+    root = Path(__file__).parents[1]
+    if preset is None:
+        return (root / "starter.yaml").read_text(encoding="utf-8")
+    text = (root / f"starter-{preset}.yaml").read_text(encoding="utf-8")
+    if not sandbox:
+        return text
+    block = (root / f"starter-{preset}-sandbox.yaml").read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    start = lines.index("target:\n")
+    end = next(i for i in range(start + 1, len(lines))
+               if lines[i].strip() and not lines[i].startswith((" ", "#")))
+    return "".join(lines[:start]) + block + "\n" + "".join(lines[end:])
 
 
 def cmd_init(args: argparse.Namespace) -> int:
     target = Path(args.path)
+    if args.sandbox and not args.preset:
+        print("crmpulse: --sandbox goes with --preset (the plain starter is the sandbox's already)",
+              file=sys.stderr)
+        return EXIT_USAGE
     if target.exists() and not args.force:
         print(f"crmpulse: {target} exists; use --force to overwrite it", file=sys.stderr)
         return EXIT_USAGE
-    starter = (Path(__file__).parents[1] / "starter.yaml").read_text(encoding="utf-8")
-    target.write_text(starter, encoding="utf-8")
-    print(f"Wrote {target}. Next:\n"
-          f"  crmpulse sandbox &                            "
-          f"# the sandbox CRM on 127.0.0.1:{DEFAULT_SANDBOX_PORT}\n"
-          f"  export CRMPULSE_CLIENT_SECRET=sandbox-secret  # the sandbox's public test secret\n"
-          f"  crmpulse check-config {target}")
+    target.write_text(starter_text(args.preset, args.sandbox), encoding="utf-8")
+    if args.preset is None:
+        print(f"Wrote {target}. Next:\n"
+              f"  crmpulse sandbox &                            "
+              f"# the sandbox CRM on 127.0.0.1:{DEFAULT_SANDBOX_PORT}\n"
+              f"  export CRMPULSE_CLIENT_SECRET=sandbox-secret  # the sandbox's public test secret\n"
+              f"  crmpulse check-config {target}")
+        return EXIT_OK
+    dialect, secrets = PRESETS[args.preset]
+    if args.sandbox:
+        exports = "".join(f"  export {name}={value}  # the sandbox's public test value\n"
+                          for name, value in secrets.items())
+        print(f"Wrote {target} for the {args.preset} preset against the sandbox's {dialect} dialect. "
+              f"Next:\n  crmpulse sandbox --dialect {dialect} &  # on 127.0.0.1:{DEFAULT_SANDBOX_PORT}\n"
+              f"{exports}  crmpulse check-config {target} && crmpulse smoke -c {target}")
+    else:
+        print(f"Wrote {target} for the {args.preset} preset. Next: set target.base_url (and the "
+              f"names marked in its comments) to your {args.preset} instance, export the variables "
+              f"its header lists, then\n  crmpulse check-config {target} && crmpulse smoke -c {target}\n"
+              "What to set up in the CRM: docs/profiles.md. To try it first against the sandbox: "
+              f"crmpulse init --preset {args.preset} --sandbox")
     return EXIT_OK
 
 
@@ -115,13 +175,11 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 def cmd_call(args: argparse.Namespace) -> int:
     import json
 
-    import yaml
-
     from ..client import Client
     from ..config import load_config
 
     loaded = load_config(args.config)
-    if args.operation not in loaded.profile.operations:
+    if args.operation not in loaded.profile.operations and args.operation != "authenticate":
         print(f"crmpulse: profile {loaded.profile.name} has no operation {args.operation!r} "
               f"(it has: {', '.join(sorted(loaded.profile.operations))})", file=sys.stderr)
         return EXIT_USAGE
@@ -131,10 +189,7 @@ def cmd_call(args: argparse.Namespace) -> int:
         if not sep or not key:
             print(f"crmpulse: expected NAME=VALUE, got {pair!r}", file=sys.stderr)
             return EXIT_USAGE
-        try:
-            variables[key] = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
-            variables[key] = value
+        variables[key] = _typed(value)
     with Client(loaded) as crm:
         result = crm.call(args.operation, max_pages=args.pages, **variables)
         report = crm.cleanup() if not args.keep else None
@@ -143,11 +198,41 @@ def cmd_call(args: argparse.Namespace) -> int:
           f"in {result.elapsed * 1000:.1f} ms" + (f" ({result.pages} pages)" if result.pages > 1 else ""))
     if not result.ok:
         print(f"  {result.message or result.reason}")
+        if result.body:
+            print(f"  the CRM answered: {_shown_body(result.body)}")
     if result.values:
         print(json.dumps(result.values, indent=2, default=str))
     if report and report.created:
         print(f"Deleted the {report.deleted} record(s) this call created (use --keep to keep them).")
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+#: How much of a CRM's error body `crmpulse call` shows.
+ERROR_BODY_SHOWN = 2000
+
+
+def _typed(value: str) -> Any:
+    """``NAME=VALUE`` typing: valid JSON is that JSON value, anything else is the text as typed.
+
+    So ``amount=12000`` is a number, ``tags='["a","b"]'`` a list, ``closed_on=2030-01-31`` and
+    ``zip=01234`` stay text (neither is JSON), and ``id='"123"'`` forces text. YAML's guesses
+    (dates, ``yes``, ``0x1F``) are not applied: a date would not survive JSON encoding.
+    """
+    from ..profile import loads_json
+
+    try:
+        return loads_json(value)
+    except (ValueError, RecursionError):  # not JSON (or nested past Python's limit): text
+        return value
+
+
+def _shown_body(body: bytes) -> str:
+    """An error body for a terminal: secrets masked, control characters escaped, truncated."""
+    text = redact.redact(body[:ERROR_BODY_SHOWN * 4].decode("utf-8", "replace"))
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if len(text) > ERROR_BODY_SHOWN or len(body) > ERROR_BODY_SHOWN * 4:
+        text = text[:ERROR_BODY_SHOWN] + f"... ({len(body)} bytes in all)"
+    return text
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -485,9 +570,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pages", type=int, default=1, help="pages to follow when it paginates")
     p.add_argument("--keep", action="store_true", help="keep records the call created")
 
-    p = verb("init", "write a commented starter crmpulse.yaml for the sandbox", cmd_init)
+    p = verb("init", "write a commented starter crmpulse.yaml for the sandbox, or for a CRM preset",
+             cmd_init)
     p.add_argument("path", nargs="?", default="crmpulse.yaml", help="where to write it")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="start from a built-in CRM profile: its auth block and secret references")
+    p.add_argument("--sandbox", action="store_true",
+                   help="with --preset: point the target at `crmpulse sandbox --dialect ...` on "
+                   "loopback, to try the preset before your CRM")
     return parser
 
 

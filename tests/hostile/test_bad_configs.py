@@ -158,11 +158,11 @@ CASES: dict[str, tuple[str, str, str]] = {
                                 "http://, so give this check a host (and port) that serves TLS"),
     # templates: syntax, and variables the caller does not give
     "template-unclosed": ('with: {q: smith}', 'with: {q: "{{ template"}',
-                          '{f}:18 probes.checks[1].steps[0].with.q: expected placeholders like "{{{{ name }}}}" '
-                          'or "{{{{ name? }}}}" (letters, digits, "_" and "." inside), got "{{{{ template"'),
+                          '{f}:18 probes.checks[1].steps[0].with.q: expected placeholders like "{{{{ name }}}}", '
+                          '"{{{{ name? }}}}" or "{{{{ name or \'text\' | map }}}}" (docs/profiles.md, Templates), got "{{{{ template"'),
     "template-bad-name": ('with: {q: smith}', 'with: {q: "{{ first-name }}"}',
-                          '{f}:18 probes.checks[1].steps[0].with.q: expected placeholders like "{{{{ name }}}}" '
-                          'or "{{{{ name? }}}}" (letters, digits, "_" and "." inside), got "{{{{ first-name }}}}"'),
+                          '{f}:18 probes.checks[1].steps[0].with.q: expected placeholders like "{{{{ name }}}}", '
+                          '"{{{{ name? }}}}" or "{{{{ name or \'text\' | map }}}}" (docs/profiles.md, Templates), got "{{{{ first-name }}}}"'),
     "template-unknown-saved-value": ('{{ contact_id }}', '{{ contact_idd }}',
                                      '{f}:19 probes.checks[1].steps[1].with.id: unknown template variable '
                                      '"contact_idd" (did you mean "contact_id"?)'),
@@ -184,8 +184,8 @@ CASES: dict[str, tuple[str, str, str]] = {
                                '(known to this sweep: marker, now, now_unix, page_size, unique)'),
     "template-in-the-profile": ("slos:\n", "profile: broken.yaml\nslos:\n",
                                 '{d}/broken.yaml:46 operations.get_contact.path: expected placeholders like '
-                                '"{{{{ name }}}}" or "{{{{ name? }}}}" (letters, digits, "_" and "." inside), '
-                                'got "/api/v1/contacts/{{{{ id"'),
+                                '"{{{{ name }}}}", "{{{{ name? }}}}" or "{{{{ name or \'text\' | map }}}}" '
+                                '(docs/profiles.md, Templates), got "/api/v1/contacts/{{{{ id"'),
     # files the config names
     "ca-file-missing": ("tls: {verify: true}", "tls: {verify: true, ca_file: nowhere.pem}",
                         "{f}:6 target.tls.ca_file: file nowhere.pem not found"),
@@ -231,12 +231,108 @@ CASES: dict[str, tuple[str, str, str]] = {
     "signature-bad-header": (SYNC, WEBHOOK % '{header: "X Sig: 1", secret: "${env:T_SECRET}"}',
                              "{f}:26 probes.sync[0].webhook.signature.header: string should match pattern "
                              "'^[A-Za-z0-9-]{{1,64}}$', got \"X Sig: 1\""),
+    # named credentials
+    "credential-unknown-type": ("  tls: {verify: true}", "  credentials: {jwt: {type: jwt}}\n  tls: {verify: true}",
+                                "{f}:6 target.credentials.jwt.type: expected one of 'none', 'basic', 'bearer', "
+                                "'api_key', 'oauth2_client_credentials', 'oauth2_password', got \"jwt\""),
+    "credential-bad-name": ("  tls: {verify: true}",
+                            '  credentials: {JWT: {type: bearer, token: "${env:T_SECRET}"}}\n  tls: {verify: true}',
+                            '{f}:6 target.credentials.JWT: expected a name of lowercase letters, digits and "_" '
+                            "starting with a letter (it becomes a metric label and a PromQL selector), got \"JWT\""),
+    "credential-secret-written": ("  tls: {verify: true}",
+                                  "  credentials: {pat: {type: bearer, token: abc123}}\n  tls: {verify: true}",
+                                  "{f}:6 target.credentials.pat.token: expected a reference like ${{env:NAME}} or "
+                                  "${{file:PATH}}: secrets are never written in the file, which ends up in git "
+                                  "and in tickets"),
+    # fallbacks and filters in a with
+    "fallback-unfinished": ('with: {q: smith}', 'with: {q: "{{ name or }}"}',
+                            '{f}:18 probes.checks[1].steps[0].with.q: expected placeholders like "{{{{ name }}}}", '
+                            '"{{{{ name? }}}}" or "{{{{ name or \'text\' | map }}}}" (docs/profiles.md, Templates), '
+                            'got "{{{{ name or }}}}"'),
+    "fallback-of-unknown-names": ('{{ contact_id }}', '{{ contact_idd or deal_id }}',
+                                  '{f}:19 probes.checks[1].steps[1].with.id: unknown template variable '
+                                  '"contact_idd" or "deal_id" (did you mean "contact_id"?)'),
+    "filter-unknown-in-a-with": ('with: {q: smith}', 'with: {q: "{{ unique | shout }}"}',
+                                 '{f}:18 probes.checks[1].steps[0].with: unknown filter "shout" (this step may use '
+                                 "first, join, odata, soql, sosl, string; value maps belong in the profile's "
+                                 "operations)"),
+    "filter-map-in-a-sync-create": ("{{ canary }}@", "{{ canary | stages }}@",
+                                    '{f}:26 probes.sync[0].create.with: unknown filter "stages" (this create may use '
+                                    "first, join, odata, soql, sosl, string; value maps belong in the profile's "
+                                    "operations)"),
     # credentials to an origin not configured for them
     "absolute-url-with-credentials": ("slos:\n", "profile: elsewhere.yaml\nslos:\n",
                                       "{f}:8 profile: operation export_all sends target shop's credentials to "
                                       "http://10.9.9.9:8080, which is not an origin configured for them "
                                       "(http://127.0.0.1:8085): give it auth: false, or reach that API as a "
                                       "system of its own"),
+}
+
+# A profile with the profile-model syntax (value maps, named and fetched credentials, ids
+# from headers, throttling, quota, pagination into a body); each case changes one thing in
+# it: (old, new, the exact problem line), {p} is the profile file.
+PROFILE_EXTRA = """\
+maps:
+  stages: {prospecting: PROSPECTING, proposal: PROPOSE}
+credentials:
+  session:
+    type: operation
+    operation: login
+    token: $.access_token
+throttled:
+  - {status: 429}
+  - {status: 403, body_regex: LIMIT}
+quota:
+  - {name: daily, window: 24h, limit: header:X-Limit, remaining: header:X-Remaining}
+instance_url: $.instance_url
+operations:
+  login: {method: POST, path: /oauth/token, auth: false, json: {grant_type: password}}
+  whoami_session: {path: /api/v1/me, auth: session}
+  create_odata: {method: POST, path: /odata, expect: [204],
+                 extract: {id: {from: "header:OData-EntityId", match: '\\(([^)]+)\\)'}}}
+  search_body: {method: POST, path: /search, json: {stage: "{{ stage | stages }}"},
+                paginate: {style: cursor, items: $.results, next: $.after, param: after, in: json}}
+"""
+
+PROFILE_CASES: dict[str, tuple[str, str, str]] = {
+    "map-unknown-filter": ("{{ stage | stages }}", "{{ stage | stagse }}",
+                           '{p}:28 operations.search_body.json: unknown filter "stagse" (did you mean "stages"?; '
+                           "a value map is declared under maps:)"),
+    "map-shadows-a-builtin": ("  stages: {", "  join: {a: b}\n  stages: {",
+                              '{p}:2 maps.join: "join" is a built-in filter; give the map another name'),
+    "map-value-a-list": ("prospecting: PROSPECTING", "prospecting: [a, b]",
+                         "{p}:2 maps.stages.prospecting: expected text, a number or true/false, got a list"),
+    "credential-operation-unknown": ("    operation: login\n", "    operation: logni\n",
+                                     '{p}:6 credentials.session.operation: expected an operation of this profile, '
+                                     'got "logni"'),
+    "credential-fetched-with-itself": ("login: {method: POST, path: /oauth/token, auth: false",
+                                       "login: {method: POST, path: /oauth/token, auth: session",
+                                       "{p}:6 credentials.session.operation: operation login fetches credential "
+                                       "session and cannot itself be sent with it"),
+    "credential-token-not-a-jsonpath": ("token: $.access_token", "token: $.[access",
+                                        '{p}:7 credentials.session.token.from: expected a JSONPath like '
+                                        '"$.data[0].id", got "$.[access"'),
+    "operation-auth-not-a-name": ("auth: session}", "auth: Session}",
+                                  '{p}:25 operations.whoami_session.auth: expected true, false or the name of a '
+                                  'credential (lowercase letters, digits and "_", starting with a letter), got '
+                                  '"Session"'),
+    "extract-match-without-a-group": ("match: '\\(([^)]+)\\)'", "match: 'OData'",
+                                      "{p}:27 operations.create_odata.extract.id.match: expected a regular "
+                                      "expression with one group (the value), got 'OData'"),
+    "throttled-bad-regex": ("body_regex: LIMIT", "body_regex: '(LIMIT'",
+                            "{p}:10 throttled[1].body_regex: expected a regular expression, got '(LIMIT' "
+                            "(missing ), unterminated subpattern)"),
+    "quota-without-used-or-remaining": (", remaining: header:X-Remaining}", "}",
+                                        "{p}:12 quota[0]: a quota needs used or remaining (with limit)"),
+    "quota-jsonpath-without-operation": ("remaining: header:X-Remaining}", "remaining: $.remaining}",
+                                         '{p}:12 quota[0]: remaining: without an operation, quota values come from '
+                                         'response headers: expected "header:NAME", got "$.remaining"'),
+    "instance-url-not-a-jsonpath": ("instance_url: $.instance_url", "instance_url: instance_url[",
+                                    '{p}:13 instance_url: expected a JSONPath like "$.data[0].id", got '
+                                    '"instance_url["'),
+    "paginate-in-somewhere-else": ("param: after, in: json}", "param: after, in: header}",
+                                   "{p}:29 operations.search_body.paginate.in: expected one of 'query' or 'json', "
+                                   'got "header"'),
 }
 
 # whole files that are hostile: -> the exact problem line
@@ -343,6 +439,53 @@ def test_a_bad_value_is_one_located_line_and_exit_2(case: str, fixtures: Path, t
     code, lines = check_config("check-config", str(path), capsys=capsys)
     assert lines == [expected.format(f=path, d=folder), "crmpulse: 1 problem found"]
     assert code == 2
+
+
+def profile_case_dir(fixtures: Path, tmp_path: Path, profile_text: str) -> tuple[Path, Path]:
+    folder = case_dir(fixtures, tmp_path)
+    sandbox = (Path(__file__).parents[2] / "crmpulse" / "profiles" / "sandbox.yaml").read_text()
+    head, _, rest = sandbox.partition("operations:\n")
+    extra_head, _, extra_ops = profile_text.partition("operations:\n")
+    profile = folder / "custom.yaml"
+    profile.write_text(extra_head + head + "operations:\n" + extra_ops + rest)
+    config = folder / "crmpulse.yaml"
+    config.write_text(BASE.replace("slos:\n", "profile: custom.yaml\nslos:\n", 1))
+    return config, profile
+
+
+def test_the_base_profile_with_the_new_syntax_is_valid(fixtures: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    config, _ = profile_case_dir(fixtures, tmp_path, PROFILE_EXTRA)
+    assert main(["check-config", str(config)]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", sorted(PROFILE_CASES))
+def test_a_bad_profile_value_is_one_located_line_and_exit_2(case: str, fixtures: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    old, new, expected = PROFILE_CASES[case]
+    assert PROFILE_EXTRA.count(old) == 1, f"{old!r} must appear once in PROFILE_EXTRA"
+    config, profile = profile_case_dir(fixtures, tmp_path, PROFILE_EXTRA.replace(old, new))
+    code, lines = check_config("check-config", str(config), capsys=capsys)
+    assert lines == [expected.format(p=profile), "crmpulse: 1 problem found"]
+    assert code == 2
+
+
+def test_oauth_without_a_token_url_needs_an_authenticate_operation(fixtures: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    folder = case_dir(fixtures, tmp_path)
+    sandbox = (Path(__file__).parents[2] / "crmpulse" / "profiles" / "sandbox.yaml").read_text()
+    start = sandbox.index("  authenticate:\n")
+    (folder / "tokenless.yaml").write_text(sandbox[:start] + sandbox[sandbox.index("  whoami:\n"):]
+                                           .replace("  - operation: authenticate\n", "", 1))
+    config = folder / "crmpulse.yaml"
+    config.write_text(BASE.replace("slos:\n", "profile: tokenless.yaml\nslos:\n", 1))
+    code, lines = check_config("check-config", str(config), capsys=capsys)
+    assert lines == [f"{config}:5 target.auth.type: profile sandbox has no authenticate operation to fetch "
+                     "tokens from: give token_url", "crmpulse: 1 problem found"]
+    assert code == 2
+    config.write_text(BASE.replace("slos:\n", "profile: tokenless.yaml\nslos:\n", 1).replace(
+        "client_id: crmpulse,", "client_id: crmpulse, token_url: /oauth/token,"))
+    assert main(["check-config", str(config)]) == 0
 
 
 @pytest.mark.parametrize("case", sorted(FILES))

@@ -9,9 +9,11 @@ other origin shows that nothing reached it.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -212,3 +214,146 @@ def test_each_request_outside_allowed_hosts_is_refused_whatever_its_url(
         False, "assertion", "export_all: not sent: host localhost is not in "
         "target.safety.allowed_hosts (127.0.0.1)")
     assert recorder.connections == 0
+
+
+# -- named credentials and instance URLs ----------------------------------------------------
+
+NAMED = """
+credentials:
+  session:
+    type: operation
+    operation: login
+    token: $.access_token
+operations:
+  login: {method: POST, path: /oauth/token, auth: false, json: {grant_type: client_credentials,
+          client_id: crmpulse, client_secret: "{{ secret }}"}}
+  export_named: {path: "http://127.0.0.1:{{ port }}/export", auth: session}
+"""
+
+
+def named_config(tmp_path: Path, crm_url: str, extra_operation: str = "") -> Path:
+    profile = (Path(__file__).parents[2] / "crmpulse" / "profiles" / "sandbox.yaml").read_text()
+    head, _, rest = profile.partition("operations:\n")
+    credentials, _, operations = NAMED.partition("operations:\n")
+    (tmp_path / "named.yaml").write_text(head + credentials + "operations:\n" + operations
+                                         + extra_operation + rest)
+    return write_config(tmp_path, f"""
+        target:
+          name: shop
+          base_url: {crm_url}
+          auth: {{type: bearer, token: "${{env:T_CLIENT_SECRET}}"}}
+          credentials:
+            client: {{type: oauth2_client_credentials, client_id: crmpulse,
+                     client_secret: "${{env:T_CLIENT_SECRET}}", token_url: /oauth/token}}
+          variables: {{secret: "${{env:T_CLIENT_SECRET}}"}}
+        profile: named.yaml
+        """)
+
+
+def test_a_named_credential_to_another_origin_in_the_profile_is_a_config_error(tmp_path: Path) -> None:
+    path = named_config(tmp_path, "http://127.0.0.1:8085",
+                        "  export_client: {path: 'http://127.0.0.1:9/export', auth: client}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}:9 profile: operation export_client sends target shop's credentials to "
+        "http://127.0.0.1:9, which is not an origin configured for them (http://127.0.0.1:8085): give it "
+        "auth: false, or reach that API as a system of its own"]
+
+
+def test_a_named_credential_is_never_sent_to_an_origin_a_variable_names(
+        tmp_path: Path, crm: SandboxProcess, recorder: Recorder) -> None:
+    with Client(load_config(named_config(tmp_path, crm.url))) as client:
+        result = client.call("export_named", port=recorder.port)
+        session = client.session.credentials["session"]
+        token = session.headers().get("Authorization", "")
+    assert (result.ok, result.reason) == (False, "assertion")
+    assert result.message == (f"export_named: not sent: it would carry target shop's credentials to "
+                              f"{recorder.url}, and they go only to {crm.url}")
+    assert token.startswith("Bearer ")  # the token was fetched from the CRM ...
+    assert recorder.connections == 0     # ... and went nowhere else
+
+
+def test_an_unknown_credential_name_is_a_config_error_naming_those_defined(tmp_path: Path) -> None:
+    path = named_config(tmp_path, "http://127.0.0.1:8085",
+                        "  whoami_jwt: {path: /api/v1/me, auth: jwt}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}:5 target.credentials: operation whoami_jwt of profile sandbox is sent with credential "
+        '"jwt", which neither target.credentials nor the profile defines (defined: client, session)']
+
+
+def test_an_instance_url_on_another_origin_is_refused_and_nothing_is_sent_there(
+        tmp_path: Path, recorder: Recorder) -> None:
+    token_server = Recorder(body=json.dumps({"access_token": "tok-" + "x" * 20,
+                                             "instance_url": recorder.url}).encode())
+    try:
+        profile = (Path(__file__).parents[2] / "crmpulse" / "profiles" / "sandbox.yaml").read_text()
+        (tmp_path / "inst.yaml").write_text(profile.replace("operations:\n",
+                                                            "instance_url: $.instance_url\noperations:\n", 1))
+        path = write_config(tmp_path, f"""
+            target:
+              name: shop
+              base_url: {token_server.url}
+              auth: {{type: oauth2_client_credentials, client_id: crmpulse,
+                     client_secret: "${{env:T_CLIENT_SECRET}}"}}
+            profile: inst.yaml
+            """)
+        with Client(load_config(path)) as client:
+            result = client.call("whoami")
+    finally:
+        token_server.close()
+    assert (result.ok, result.reason) == (False, "assertion")
+    assert result.message == (f"whoami: not used: the token response names instance {recorder.url}, "
+                              f"and target shop's credentials go only to {token_server.url} (set "
+                              "target.base_url to the instance's URL)")
+    assert [seen[1] for seen in token_server.seen] == ["/oauth/token"]
+    assert recorder.connections == 0
+
+
+def test_an_instance_url_on_the_targets_origin_moves_every_later_request_there(
+        tmp_path: Path, crm: SandboxProcess) -> None:
+    token_server = Recorder(body=json.dumps({"access_token": crm.token(), "expires_in": 600,
+                                             "instance_url": crm.url}).encode())
+    try:
+        profile = (Path(__file__).parents[2] / "crmpulse" / "profiles" / "sandbox.yaml").read_text()
+        (tmp_path / "inst.yaml").write_text(profile.replace("operations:\n",
+                                                            "instance_url: $.instance_url\noperations:\n", 1))
+        path = write_config(tmp_path, f"""
+            target:
+              name: shop
+              base_url: {crm.url}
+              auth: {{type: oauth2_client_credentials, client_id: crmpulse,
+                     client_secret: "${{env:T_CLIENT_SECRET}}", token_url: {token_server.url}/token}}
+            profile: inst.yaml
+            """)
+        with Client(load_config(path)) as client:
+            before = crm.stats()["requests"]
+            result = client.call("whoami")
+            assert client.session.base_url == crm.url
+    finally:
+        token_server.close()
+    assert result.ok, result.message
+    assert crm.stats()["requests"] - before == 1
+    assert [seen[1] for seen in token_server.seen] == ["/token"]
+
+
+def test_an_any_target_probe_fetches_no_named_credential_and_sends_nothing_secret(
+        tmp_path: Path, crm: SandboxProcess, recorder: Recorder) -> None:
+    path = named_config(tmp_path, crm.url, "  whoami_session: {path: /api/v1/me, auth: session}\n")
+    path.write_text(path.read_text() + textwrap.dedent("""
+        probes:
+          checks:
+            - {name: open_session, kind: http, operation: whoami_session, interval: 1m, timeout: 5s,
+               any_target: true}
+        """))
+    exporter = ExporterProcess(path, env=SECRETS)
+    try:
+        elsewhere = httpx.get(exporter.url + "/probe", params={"target": recorder.url, "module": "open_session"})
+        home = httpx.get(exporter.url + "/probe", params={"target": crm.url, "module": "open_session"})
+    finally:
+        exporter.stop()
+    assert sample(parse_metrics(elsewhere.text), "probe_success") == 0
+    assert recorder.connections == 0  # no token fetch, no request: the secret in variables stays home
+    assert sample(parse_metrics(home.text), "probe_success") == 1
