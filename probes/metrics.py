@@ -27,6 +27,7 @@ from crmpulse import __version__, contract
 from crmpulse.config import Check, JourneyCheck, ProtectionCheck, TLSCheck
 from crmpulse.contract import FAILURE_REASONS, PHASES, PROTECTIONS, Metric
 
+from .access_metrics import AccessMetrics
 from .checks import Outcome
 
 __all__ = ["ProbeMetrics", "make"]
@@ -79,6 +80,7 @@ class ProbeMetrics:
         self.scrape = make(m.SCRAPE_DURATION, registry,
                            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
         self.configured = make(m.CHECKS_CONFIGURED, registry)
+        self.access = AccessMetrics(registry)
         self._children: dict[tuple[str, str], list[tuple[Any, tuple[str, ...]]]] = {}
 
     def reloaded(self, ok: bool) -> None:
@@ -119,12 +121,14 @@ class ProbeMetrics:
             for protection in _protections(check):
                 child(self.protection, protection).set(1)
         self._children[base] = children
+        self.access.prepare(target, check)
 
     def forget(self, target: str, check_name: str) -> None:
         """Remove a check's series (it left the configuration)."""
         for metric, labels in self._children.pop((target, check_name), []):
             with contextlib.suppress(KeyError):
                 metric.remove(*labels)
+        self.access.forget(target, check_name)
 
     def record(self, target: str, outcome: Outcome) -> None:
         base = (target, outcome.check)
@@ -149,3 +153,4 @@ class ProbeMetrics:
             self.tls_valid.labels(*base).set(1 if outcome.tls_chain_valid else 0)
         for protection, holds in outcome.protections.items():
             self.protection.labels(*base, protection).set(1 if holds else 0)
+        self.access.record(target, outcome)
