@@ -1,14 +1,17 @@
-"""Requests per second of one Locust process: crmpulse's journey layer vs plain Locust vs wrk.
+"""Requests per second: crmpulse's journey layer vs plain Locust, and what HDR recording costs.
 
-All three hit the same fast static endpoint (nginx from Debian serving canned JSON on
-loopback) in the same run:
+Every run hits the same fast static endpoint (nginx from Debian serving canned JSON on
+loopback), alternating rounds so that drift on a shared machine hits all alike:
 
 - crmpulse: the support_agent journey (search, read, update) through the operations
-  engine (templates, auth, interpretation, pacing, journey timing), one process;
-- peer: a plain Locust FastHttpUser sending the same three requests, one process;
+  engine (templates, auth, interpretation, pacing, journey timing, HDR recording);
+- crmpulse without HDR: the same, with HDR recording switched off (the peer that prices it);
+- peer: a plain Locust FastHttpUser sending the same three requests;
+each in one process, then with two worker processes (Locust's --processes 2);
 - ceiling: wrk with one thread against the same endpoint.
 
-Printed: each rate and crmpulse's as a ratio of plain Locust's (goal: at least 0.8).
+Printed: each rate, crmpulse/plain Locust (goal: at least 0.95) and the cost of HDR
+recording, 1 - crmpulse/crmpulse without HDR (goal: at most 2 %).
 
     python bench/loadtest_overhead.py [--seconds 10] [--users 20] [--rounds 3]
 
@@ -62,11 +65,12 @@ http {{
 
 
 def locust_rate(args: list[str], folder: Path, name: str, seconds: int, users: int,
-                env: dict[str, str]) -> float:
+                env: dict[str, str], processes: int = 0) -> float:
     prefix = folder / name
+    extra = ["--processes", str(processes)] if processes else []
     subprocess.run([sys.executable, "-m", "locust", *args, "--headless", "--only-summary",
                     "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--csv", str(prefix),
-                    "--loglevel", "ERROR"], env=env, capture_output=True, timeout=seconds + 120)
+                    "--loglevel", "ERROR", *extra], env=env, capture_output=True, timeout=seconds + 120)
     with open(f"{prefix}_stats.csv", newline="") as handle:
         rows = {r["Name"]: r for r in csv.DictReader(handle)}
     total = rows["Aggregated"]
@@ -76,10 +80,26 @@ def locust_rate(args: list[str], folder: Path, name: str, seconds: int, users: i
     return requests / seconds
 
 
+def record_cost_us(count: int = 200_000) -> float:
+    """Microseconds one LatencyBook.record takes (median of five batches)."""
+    os.environ.setdefault("LOCUST_SKIP_MONKEY_PATCH", "1")
+    sys.path.insert(0, str(REPO))
+    from crmpulse.loadtests.latency import LatencyBook
+
+    times = []
+    for _ in range(5):
+        book = LatencyBook()
+        start = time.perf_counter()
+        for i in range(count):
+            book.record("operation", "search_contacts", 0.0012 + (i % 977) * 1e-5, True)
+        times.append((time.perf_counter() - start) / count * 1e6)
+    return statistics.median(times)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--users", type=int, default=20, help="users per process")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     for tool in ("nginx", "wrk"):
@@ -102,37 +122,57 @@ loadtest:
   journeys: {{support_agent: 1}}
   think_time: 0ms
   metrics_listen: "off"
-  shape: {{kind: soak, users: {args.users}, duration: {args.seconds}s, spawn_rate: {args.users}}}
+  shape: {{kind: soak, users: {args.users}, duration: {args.seconds}s, spawn_rate: 200}}
 """)
         env = {**os.environ, "CRMPULSE_PROGRESS": "0", "CRMPULSE_REPORT_DIR": str(folder / "report"),
                "CRMPULSE_CONFIG": str(folder / "crmpulse.yaml")}
-        crm_runs, plain_runs = [], []
-        for round_ in range(args.rounds):  # alternate, so drift on a shared machine hits both
-            crm_runs.append(locust_rate(
-                ["-f", str(REPO / "loadtests" / "locustfile.py"), "--crmpulse-config",
-                 str(folder / "crmpulse.yaml")], folder, f"crmpulse{round_}", args.seconds,
-                args.users, env))
-            plain_runs.append(locust_rate(
-                ["-f", str(REPO / "bench" / "loadtest" / "plain_locustfile.py"), "--host", base],
-                folder, f"plain{round_}", args.seconds, args.users, env))
+        env.pop("LOCUST_SKIP_MONKEY_PATCH", None)
+        crm_args = ["--crmpulse-config", str(folder / "crmpulse.yaml"), "--crmpulse-metrics-listen", "off"]
+        files = {"crmpulse": ["-f", str(REPO / "loadtests" / "locustfile.py"), *crm_args],
+                 "crmpulse without HDR": ["-f", str(REPO / "bench" / "loadtest" / "nohdr_locustfile.py"),
+                                          *crm_args],
+                 "plain Locust FastHttpUser (peer)": ["-f", str(REPO / "bench" / "loadtest" /
+                                                            "plain_locustfile.py"), "--host", base]}
+        rates: dict[tuple[str, int], list[float]] = {}
+        for processes in (0, 2):
+            for round_ in range(args.rounds):  # alternate, so drift on a shared machine hits all
+                for name, argv in files.items():
+                    if processes and name.startswith("crmpulse"):  # the shape sets the users
+                        argv = [*argv, "--crmpulse-users", str(processes)]
+                    rates.setdefault((name, processes), []).append(locust_rate(
+                        argv, folder, f"{name[:8]}{processes}{round_}".replace(" ", ""), args.seconds,
+                        args.users * max(processes, 1), env, processes))
         out = subprocess.run(["wrk", "-t1", f"-c{args.users}", f"-d{args.seconds}s",
                               f"{base}/api/v1/contacts/c1"], capture_output=True, text=True).stdout
         ceiling = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     finally:
         nginx.terminate()
         nginx.wait(timeout=10)
-    crm, plain = statistics.median(crm_runs), statistics.median(plain_runs)
-    ratios = [c / p for c, p in zip(crm_runs, plain_runs, strict=True)]
-    print(f"one process, {args.users} users, {args.rounds} alternating rounds of {args.seconds}s "
-          "against nginx canned JSON on loopback (medians)")
-    print(f"{'crmpulse journey (support_agent)':36} {crm:9.0f} req/s  rounds: "
-          + ", ".join(f"{r:.0f}" for r in crm_runs))
-    print(f"{'plain Locust FastHttpUser (peer)':36} {plain:9.0f} req/s  rounds: "
-          + ", ".join(f"{r:.0f}" for r in plain_runs))
-    print(f"{'wrk, one thread (ceiling)':36} {ceiling:9.0f} req/s")
-    print(f"ratio crmpulse/plain Locust: {statistics.median(ratios):.2f} median of rounds "
-          f"({', '.join(f'{r:.2f}' for r in ratios)}; goal >= 0.80); "
-          f"plain Locust/wrk: {plain / ceiling:.2f}")
+    print(f"{args.users} users per process, {args.rounds} alternating rounds of {args.seconds}s against "
+          "nginx canned JSON on loopback (medians of rounds)")
+    for processes in (0, 2):
+        label = "one process" if not processes else f"{processes} worker processes"
+        print(f"\n{label}:")
+        for name in files:
+            runs = rates[(name, processes)]
+            print(f"  {name:36} {statistics.median(runs):9.0f} req/s  rounds: "
+                  + ", ".join(f"{r:.0f}" for r in runs))
+        crm, bare, plain = (rates[(n, processes)] for n in files)
+        ratio = [c / p for c, p in zip(crm, plain, strict=True)]
+        cost = [1 - c / b for c, b in zip(crm, bare, strict=True)]
+        print(f"  ratio crmpulse/plain Locust: {statistics.median(ratio):.2f} median of rounds "
+              f"({', '.join(f'{r:.2f}' for r in ratio)}; goal >= 0.95)")
+        print(f"  HDR recording cost (1 - crmpulse/without HDR): {statistics.median(cost) * 100:+.1f} % "
+              f"median of rounds ({', '.join(f'{c * 100:+.1f}' for c in cost)}; goal <= 2 %)")
+    print(f"\nwrk, one thread (ceiling): {ceiling:.0f} req/s")
+    # HDR recording priced directly, which the rounds above cannot resolve on a busy machine:
+    # the time one record takes, against the time one request takes in plain Locust
+    record_us = record_cost_us()
+    plain_us = 1e6 / statistics.median(rates[("plain Locust FastHttpUser (peer)", 0)])
+    per_request = record_us * (1 + 1 / 3)  # every request, and a journey row per three requests
+    print(f"HDR recording: {record_us:.2f} us per record, {per_request:.2f} us per request = "
+          f"{per_request / plain_us * 100:.1f} % of the {plain_us:.0f} us one request takes in plain "
+          "Locust (goal <= 2 %)")
     return 0
 
 

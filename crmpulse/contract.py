@@ -182,14 +182,14 @@ LOADTEST_REQUESTS = Metric("crmpulse_loadtest_requests", "counter",
                            "(kind=journey), by result.", (*_LT, "result"))
 LOADTEST_DURATION = Metric("crmpulse_loadtest_request_duration_seconds", "histogram",
                            "Load-test response times per operation or journey iteration "
-                           "(Locust's buckets).", _LT)
+                           "(from the run's HDR histograms).", _LT)
 LOADTEST_THROTTLED = Metric("crmpulse_loadtest_throttled", "counter",
                             "Load-test requests answered 429 (throttling).", ("target", "name"))
 LOADTEST_USERS = Metric("crmpulse_loadtest_users", "gauge", "Simulated users running now.",
                         ("target",))
 LOADTEST_TARGET_RPS = Metric("crmpulse_loadtest_target_rps", "gauge",
-                             "Request rate the load shape asks for (the safety cap when it "
-                             "sets none).", ("target",))
+                             "Request rate the load shape asks for (0: no target rate, "
+                             "users with think time).", ("target",))
 LOADTEST_ACHIEVED_RPS = Metric("crmpulse_loadtest_achieved_rps", "gauge",
                                "Request rate achieved over the last seconds.", ("target",))
 LOADTEST_RUNNING = Metric("crmpulse_loadtest_running", "gauge",
@@ -198,7 +198,7 @@ LOADTEST_INFO = Metric("crmpulse_loadtest", "info", "The running load test's run
                        ("target", "run"))
 LOADTEST_GATE = Metric("crmpulse_loadtest_gate_threshold_seconds", "gauge",
                        "Latency gate thresholds, to draw on dashboards.",
-                       ("target", "name", "quantile"))
+                       ("target", "name", "percentile"))  # not `quantile`: summaries own it
 LOADTEST_GATE_PASSING = Metric("crmpulse_loadtest_gates_passing", "gauge",
                                "1 while every gate passes (evaluated continuously).", ("target",))
 LOADTEST_METRICS = (LOADTEST_REQUESTS, LOADTEST_DURATION, LOADTEST_THROTTLED, LOADTEST_USERS,

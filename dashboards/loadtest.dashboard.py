@@ -21,7 +21,7 @@ def build(config: Config) -> Dashboard:
     layout.add(timeseries("p95 per operation, with gate thresholds", "Dashed: the p95 gates of the run.",
                           (f"histogram_quantile(0.95, sum by (name, le) (rate("
                            f"{c.LOADTEST_DURATION.bucket()}{{{OP}}}[$__rate_interval])))", "{{name}} p95"),
-                          (f'{c.LOADTEST_GATE.series}{{{SEL},quantile="p95"}}', "gate {{name}}"),
+                          (f'{c.LOADTEST_GATE.series}{{{SEL},percentile="p95"}}', "gate {{name}}"),
                           unit="s"), 24, 9)
     layout.add(timeseries("p50 / p99 per operation", "",
                           *[(f"histogram_quantile({q}, sum by (name, le) (rate("

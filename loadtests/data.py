@@ -2,8 +2,9 @@
 
 Names and titles look like a real customer base (so payloads and search terms are
 realistic), emails use the reserved ``crmpulse.example`` domain and embed the run
-marker, and every record carries the marker tag, so the end-of-run sweep finds all
-of them and nothing can be mistaken for a real customer.
+marker, and every record carries the run's marker and the target's load-test family
+tag (:mod:`crmpulse.markers`), so the end-of-run sweep finds all of them, ``crmpulse
+sweep`` finds what any earlier run left, and nothing can be mistaken for a real customer.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ _counter = itertools.count()
 
 
 class Faker:
-    def __init__(self, marker: str, seed: int | None = None) -> None:
+    def __init__(self, marker: str, tags: list[str] | None = None, seed: int | None = None) -> None:
         self.marker = marker
+        self.tags = tags or [marker]
         self.rng = random.Random(seed)
 
     def last_name(self) -> str:
@@ -38,15 +40,15 @@ class Faker:
         n = next(_counter)
         return {"first_name": first, "last_name": last, "title": self.rng.choice(TITLES),
                 "email": f"{first.lower()}.{last.lower()}.{n}.{self.marker}@crmpulse.example",
-                "tags": [self.marker]}
+                "tags": list(self.tags)}
 
     def deal(self, **extra: Any) -> dict[str, Any]:
         return {"name": f"{self.rng.choice(LAST)} renewal", "amount": self.rng.randint(5, 500) * 100,
-                "stage": "prospecting", "tags": [self.marker], **extra}
+                "stage": "prospecting", "tags": list(self.tags), **extra}
 
     def activity(self, **extra: Any) -> dict[str, Any]:
         return {"kind": self.rng.choice(["call", "email", "meeting", "note"]),
-                "subject": self.rng.choice(SUBJECTS), "tags": [self.marker], **extra}
+                "subject": self.rng.choice(SUBJECTS), "tags": list(self.tags), **extra}
 
     def stage(self) -> str:
         return self.rng.choice(STAGES)

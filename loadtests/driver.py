@@ -10,13 +10,18 @@ Before each request a user takes a token from the process's pacer (the target's
 ``safety.max_rps`` cap, and the open-model rate when a shape sets one). A ``429``
 counts as a failure whose message starts with ``throttled``; with
 ``honour_retry_after`` the user then waits the ``Retry-After`` it was given.
+
+Each response time also goes into the run's HDR histograms (:mod:`.latency`), which
+the gates and the report read. A journey declares the operations it calls and the
+variables it passes (``calls``), so a profile that cannot serve it is refused before
+the run (:func:`.safety.journey_problems`), not discovered by users crashing.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode
 
 import gevent
@@ -26,9 +31,15 @@ from crmpulse import TransportError
 from crmpulse.client import Flow, Reply, Session, Sleep
 from crmpulse.profile import OperationResult, RenderedRequest
 
-from .context import context
+if TYPE_CHECKING:
+    from .loadrun import LoadRun
 
 __all__ = ["CRMUser", "journey_timer"]
+
+#: variables the journeys' fake data passes to the operations that create records
+CONTACT = frozenset({"first_name", "last_name", "title", "email", "tags"})
+DEAL = frozenset({"name", "amount", "stage", "tags", "account_id"})
+ACTIVITY = frozenset({"kind", "subject", "tags", "contact_id"})
 
 
 class CRMUser(FastHttpUser):
@@ -36,26 +47,43 @@ class CRMUser(FastHttpUser):
 
     abstract = True
     wait_time = between(0.5, 1.5)
+    #: the name in loadtest.journeys
+    journey: ClassVar[str] = ""
+    #: operation -> the variables this journey passes to it
+    calls: ClassVar[dict[str, frozenset[str]]] = {}
+    #: operations the journey skips when the profile lacks them
+    optional: ClassVar[frozenset[str]] = frozenset()
+    #: records it creates: (when a user starts, per iteration), for the dry run's estimate
+    creates: ClassVar[tuple[int, int]] = (0, 0)
+    #: requests one iteration sends, for the estimate
+    requests: ClassVar[int] = 3
 
     def __init__(self, environment: Any) -> None:
-        ctx = context()
-        self.host = ctx.loaded.target.base_url
+        from .loadrun import run_of
+
+        run = run_of(environment)
+        self.host = run.loaded.target.base_url
         super().__init__(environment)
-        self.ctx = ctx
+        self.loadrun: LoadRun = run
         # allowed_hosts: every request, whatever URL a response or variable produced, is
         # checked against the safety rail before it is sent (crmpulse.client.Session)
-        self.session = Session(ctx.loaded.target, ctx.loaded.profile, force_authenticate=False,
-                               allowed_hosts=ctx.loaded.target.safety.allowed_hosts)
-        ctx.sessions.append(self.session)
-        think = ctx.loaded.config.loadtest.think_time
+        self.session = Session(run.loaded.target, run.loaded.profile, force_authenticate=False,
+                               allowed_hosts=run.loaded.target.safety.allowed_hosts)
+        run.sessions.append(self.session)
+        think = run.think_time
         self.wait_time = lambda: random.uniform(think * 0.5, think * 1.5)  # type: ignore[method-assign]
 
     @property
     def marker(self) -> str:
-        return self.ctx.marker
+        return str(self.loadrun.marker)
+
+    @property
+    def tags(self) -> list[str]:
+        """The tags every record of this run carries: its marker and the target's family tag."""
+        return self.loadrun.tags
 
     def has(self, operation: str) -> bool:
-        return operation in self.ctx.loaded.profile.operations
+        return operation in self.loadrun.loaded.profile.operations
 
     def call(self, operation: str, max_pages: int = 1, **variables: Any) -> OperationResult:
         """Run one operation; never raises (a transport failure is a failed result)."""
@@ -78,7 +106,7 @@ class CRMUser(FastHttpUser):
             return stop.value
 
     def _exchange(self, flow: Flow, request: RenderedRequest) -> Any:
-        self.ctx.pacer.acquire()
+        self.loadrun.pacer.acquire()
         url = request.url
         if request.params:
             url += ("&" if "?" in url else "?") + urlencode(request.params, doseq=True)
@@ -98,10 +126,11 @@ class CRMUser(FastHttpUser):
             if status == 0:  # connection error: Locust already recorded it
                 error = TransportError(str(response.error or "connection failed"), "connect")
                 response.failure(str(error))
+                self.loadrun.book.record("operation", request.operation, time.perf_counter() - start, False)
                 return flow.throw(error)
             # the headers object is passed as is: copying it into a dict costs on every request
-            reply = Reply(status, response.headers or {}, response.content or b"",
-                          time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            reply = Reply(status, response.headers or {}, response.content or b"", elapsed)
             # The flow judges the reply and moves on; its StopIteration must not cross the
             # `with`, or Locust would not record this request.
             finished: StopIteration | None = None
@@ -113,17 +142,22 @@ class CRMUser(FastHttpUser):
             ok, message = self.session.verdict
             if status == 429:
                 response.failure(f"throttled (429) on {request.operation}")
-                self._retry_after(response.headers.get("Retry-After"))
+                throttled = self.loadrun.throttled
+                throttled[request.operation] = throttled.get(request.operation, 0) + 1
+                ok = False
             elif ok:
                 response.success()
             else:
                 response.failure(message)
+            self.loadrun.book.record("operation", request.operation, elapsed, ok)
+        if status == 429:
+            self._retry_after(response.headers.get("Retry-After"))
         if finished is not None:
             raise finished
         return item
 
     def _retry_after(self, header: str | None) -> None:
-        loadtest = self.ctx.loaded.config.loadtest
+        loadtest = self.loadrun.loaded.config.loadtest
         if not loadtest.honour_retry_after or not header:
             return
         try:
@@ -154,8 +188,9 @@ class journey_timer:
     def __exit__(self, *exc: object) -> None:
         if exc[0] is not None and not isinstance(exc[1], Exception):
             return  # GreenletExit and friends: the run is stopping, record nothing
+        elapsed = time.perf_counter() - self.start
+        failure = Exception(self.error) if self.error else (exc[1] if exc[0] else None)
+        self.user.loadrun.book.record("journey", self.name, elapsed, failure is None)
         self.user.environment.events.request.fire(
-            request_type="journey", name=self.name,
-            response_time=(time.perf_counter() - self.start) * 1000, response_length=0,
-            exception=Exception(self.error) if self.error else (exc[1] if exc[0] else None),
-            context={})
+            request_type="journey", name=self.name, response_time=elapsed * 1000,
+            response_length=0, exception=failure, context={})

@@ -28,8 +28,10 @@ def _fmt(value: float) -> str:
 
 
 def line_chart(title: str, series: dict[str, list[tuple[float, float]]], y_label: str,
-               lines: dict[str, float] | None = None, width: int = 760, height: int = 240) -> str:
-    """An SVG chart of ``series`` (name -> [(x seconds, y)]) with dashed horizontal ``lines``."""
+               lines: dict[str, float] | None = None, width: int = 760, height: int = 240,
+               x_unit: str = "s") -> str:
+    """An SVG chart of ``series`` (name -> [(x, y)], x in seconds unless ``x_unit`` says) with
+    dashed horizontal ``lines``."""
     lines = lines or {}
     points = [p for values in series.values() for p in values]
     left, right, top, bottom = 60, 150, 30, 35
@@ -61,7 +63,7 @@ def line_chart(title: str, series: dict[str, list[tuple[float, float]]], y_label
         out.append(f'<text x="{left - 6}" y="{sy(y) + 4:.1f}" text-anchor="end">{_fmt(y)}</text>')
     for x in x_ticks:
         out.append(f'<text x="{sx(x):.1f}" y="{top + plot_h + 16}" text-anchor="middle">'
-                   f'{_fmt(x)}s</text>')
+                   f'{_fmt(x)}{html.escape(x_unit)}</text>')
     out.append(f'<text x="14" y="{top + plot_h / 2}" transform="rotate(-90 14 {top + plot_h / 2})" '
                f'text-anchor="middle">{html.escape(y_label)}</text>')
     out.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" '
@@ -87,5 +89,33 @@ def line_chart(title: str, series: dict[str, list[tuple[float, float]]], y_label
         out.append(f'<text x="{left + plot_w + 12}" y="{legend_y + 9}" fill="#d62728">'
                    f'{html.escape(name)} {_fmt(y)} (above)</text>')
         legend_y += 16
+    out.append("</svg>")
+    return "".join(out)
+
+
+def bar_chart(title: str, rows: list[tuple[str, float, float, bool]], labels: tuple[str, str],
+              width: int = 900) -> str:
+    """Side-by-side horizontal bars: (name, first, second, flagged) per row; flagged rows in red."""
+    height = 40 + 26 * max(len(rows), 1)
+    left, right = 200, 90
+    plot_w = width - left - right
+    top = max([v for _, a, b, _ in rows for v in (a, b)] + [0]) or 1
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+           f'aria-label="{html.escape(title)}" font-family="sans-serif" font-size="11">',
+           f'<text x="{left}" y="16" font-size="13" font-weight="bold">{html.escape(title)}</text>',
+           f'<rect x="{width - right + 8}" y="6" width="10" height="8" fill="#9aa5b1"/>'
+           f'<text x="{width - right + 22}" y="14">{html.escape(labels[0])}</text>',
+           f'<rect x="{width - right + 8}" y="20" width="10" height="8" fill="#1f77b4"/>'
+           f'<text x="{width - right + 22}" y="28">{html.escape(labels[1])}</text>']
+    for i, (name, first, second, flagged) in enumerate(rows):
+        y = 34 + 26 * i
+        emphasis = ' fill="#cf222e" font-weight="bold"' if flagged else ""
+        out.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end"{emphasis}>'
+                   f'{html.escape(name)}</text>')
+        for j, (value, color) in enumerate(((first, "#9aa5b1"),
+                                            (second, "#cf222e" if flagged else "#1f77b4"))):
+            w = plot_w * value / top
+            out.append(f'<rect x="{left}" y="{y + 11 * j}" width="{w:.1f}" height="10" fill="{color}"/>'
+                       f'<text x="{left + w + 4:.1f}" y="{y + 11 * j + 9}">{_fmt(value)}</text>')
     out.append("</svg>")
     return "".join(out)

@@ -13,16 +13,18 @@ from crmpulse import LoadedConfig
 from crmpulse.origins import request_hosts
 from crmpulse.units import format_duration
 
+from .driver import CRMUser
+from .journeys import JOURNEYS
 from .shapes import StagePlan
 
-__all__ = ["Plan", "check", "make_plan"]
+__all__ = ["Plan", "check", "journey_problems", "make_plan"]
 
-#: Records each journey creates: (at user start, per iteration)
-CREATES = {"sales_rep": (1, 1), "support_agent": (1, 0), "marketing_import": (0, 5),
-           "integration_sync": (0, 0), "manager_reporting": (0, 0)}
-#: Requests per iteration, roughly, to estimate totals
-REQUESTS = {"sales_rep": 5, "support_agent": 3, "marketing_import": 5, "integration_sync": 3,
-            "manager_reporting": 5}
+#: What one request takes on top of think time, for the estimate. None is assumed: in the
+#: closed model the estimate is then what a fast CRM would get (an upper bound; a slow CRM
+#: means fewer iterations), and in the open model the rate decides anyway.
+REQUEST_SECONDS = 0.0
+#: Template variables every render provides (crmpulse.templates)
+BUILTIN_VARIABLES = frozenset({"unique", "now", "now_unix"})
 
 
 @dataclass
@@ -62,30 +64,90 @@ class Plan:
         return "\n".join(lines)
 
 
+def _distribute(users: int, weights: dict[str, int]) -> dict[str, int]:
+    """Users per journey for ``users`` in all, in the order Locust's dispatcher spawns them."""
+    counts = dict.fromkeys(weights, 0)
+    try:  # the same sequence Locust's dispatcher follows, so small runs are estimated right
+        from locust.dispatch import _kl_generator
+
+        sequence = _kl_generator((JOURNEYS[k].__name__, float(w)) for k, w in weights.items())
+        by_class = {JOURNEYS[k].__name__: k for k in weights}
+        for _ in range(users):
+            counts[by_class[str(next(sequence))]] += 1
+        return counts
+    except (ImportError, KeyError):
+        total = sum(weights.values()) or 1
+        return {k: round(users * w / total) for k, w in weights.items()}
+
+
 def make_plan(loaded: LoadedConfig, stages: list[StagePlan]) -> Plan:
+    """What the run will do: peak users and rate, and about how many requests and records.
+
+    Users ramp at each stage's spawn rate; each spawned user runs its journey's start
+    (which may create a record), then iterations of think time plus its requests; no
+    stage sends more than its target rate, or the cap.
+    """
     lt = loaded.config.loadtest
     weights = {k: v for k, v in lt.journeys.items() if v > 0}
-    total_weight = sum(weights.values()) or 1
-    user_seconds, start, peak_users = 0.0, 0.0, 0
-    for stage in stages:
-        user_seconds += stage.users * (stage.end - start)
-        peak_users = max(peak_users, stage.users)
-        start = stage.end
-    iterations = user_seconds / max(lt.think_time + 0.05, 0.05)
-    requests = records = 0.0
-    for name, weight in weights.items():
-        share = weight / total_weight
-        requests += iterations * share * REQUESTS.get(name, 3)
-        at_start, per_iteration = CREATES.get(name, (0, 0))
-        records += peak_users * share * at_start + iterations * share * per_iteration
-    rps_values = [s.rps for s in stages if s.rps]
     cap = loaded.target.safety.max_rps
-    starts = [0.0, *(s.end for s in stages[:-1])]
-    # each stage sends at most its target rate (or the cap, when it sets none)
-    requests = min(requests, sum(min(s.rps or cap, cap) * (s.end - b)
-                                 for s, b in zip(stages, starts, strict=True)))
+    requests = records = 0.0
+    previous, start, peak_users = 0, 0.0, 0
+    for stage in stages:
+        length = max(0.0, stage.end - start)
+        ramp = min(length, abs(stage.users - previous) / max(stage.spawn_rate, 1e-9))
+        mean_users = (stage.users * (length - ramp) + (stage.users + previous) / 2 * ramp) / max(length, 1e-9)
+        before, after = _distribute(previous, weights), _distribute(stage.users, weights)
+        stage_requests = stage_records = 0.0
+        for name in weights:
+            journey: type[CRMUser] | None = JOURNEYS.get(name)
+            if journey is None:
+                continue
+            users = mean_users * after[name] / max(stage.users, 1) if stage.users else 0.0
+            iteration = lt.think_time + journey.requests * REQUEST_SECONDS
+            iterations = users * length / max(iteration, 1e-3)
+            stage_requests += iterations * journey.requests
+            at_start, per_iteration = journey.creates
+            stage_records += max(0, after[name] - before[name]) * at_start + iterations * per_iteration
+        limit = min(stage.rps or cap, cap) * length
+        if stage_requests > limit > 0:  # paced: the rate, not the users, sets the pace
+            stage_records *= limit / stage_requests
+            stage_requests = limit
+        requests += stage_requests
+        records += stage_records
+        peak_users = max(peak_users, stage.users)
+        previous, start = stage.users, stage.end
+    rps_values = [s.rps for s in stages if s.rps]
     return Plan(stages, start, peak_users, max(rps_values) if rps_values else None, cap,
                 request_hosts(loaded), int(requests), int(records), weights)
+
+
+def journey_problems(loaded: LoadedConfig, names: list[str]) -> list[str]:
+    """Why a weighted journey could not run against this profile: a missing operation, or a
+    variable an operation needs that neither the journey nor the config provides."""
+    profile, problems = loaded.profile, []
+    provided = BUILTIN_VARIABLES | set(profile.variables) | set(loaded.target.variables)
+    for name in names:
+        journey = JOURNEYS.get(name)
+        if journey is None:
+            continue
+        for operation, passed in journey.calls.items():
+            op = profile.operations.get(operation)
+            if op is None:
+                if operation not in journey.optional:
+                    problems.append(f"journey {name} needs operation {operation}, which profile "
+                                    f"{profile.name} does not define (set loadtest.journeys.{name}: 0, "
+                                    "or add the operation to the profile)")
+                continue
+            if operation == "authenticate" and op.auth is False:
+                continue  # the auth provider sends the grant's own fields
+            needed = sorted(v for v, optional in op.variables() if not optional
+                            and v not in passed and v not in provided)
+            for variable in needed:
+                problems.append(f"journey {name}: operation {operation} needs variable "
+                                f"'{variable}', which the journey does not pass; define it in "
+                                "target.variables (or the profile's variables), or make it "
+                                f"optional ('{{{{ {variable}? }}}}')")
+    return problems
 
 
 def check(loaded: LoadedConfig, plan: Plan, known_journeys: list[str]) -> list[str]:
@@ -111,6 +173,8 @@ def check(loaded: LoadedConfig, plan: Plan, known_journeys: list[str]) -> list[s
                             f"(known: {', '.join(known_journeys)})")
     if not any(w > 0 for w in loaded.config.loadtest.journeys.values()):
         problems.append("loadtest.journeys: every weight is 0")
+    problems += journey_problems(loaded, [n for n, w in loaded.config.loadtest.journeys.items()
+                                          if w > 0 and n in known_journeys])
     if not loaded.profile.sweep:
         problems.append(f"profile {loaded.profile.name} has no sweep section: records a load "
                         "test creates could not be found and deleted after a crash")

@@ -19,7 +19,7 @@ from locust import LoadTestShape
 from crmpulse import ConfigError, Problem
 from crmpulse.config import Shape
 
-__all__ = ["CRMShape", "StagePlan", "plan_stages", "stage_at"]
+__all__ = ["CRMShape", "StagePlan", "plan_stages", "scale_stages", "stage_at"]
 
 #: A typical business day's relative traffic per hour (00:00 to 23:00): quiet nights,
 #: a morning ramp, a lunch dip, an afternoon peak, an evening tail.
@@ -92,6 +92,25 @@ def plan_stages(shape: Shape, base_dir: Path = Path()) -> list[StagePlan]:
     return stages
 
 
+def scale_stages(stages: list[StagePlan], duration: float | None = None, users: float = 1.0,
+                 rate: float = 1.0) -> list[StagePlan]:
+    """The stages stretched to ``duration`` seconds, users and target rates multiplied.
+
+    What ``--duration``, ``--users`` and ``--rate`` do: the shape keeps its form (a peak
+    season stays a day of traffic, compressed into the new duration).
+    """
+    if not stages:
+        return stages
+    stretch = duration / stages[-1].end if duration else 1.0
+    scaled = []
+    for stage in stages:
+        people = 0 if stage.users == 0 else max(1, round(stage.users * users))
+        spawn = stage.spawn_rate * users / stretch if stretch > 0 else stage.spawn_rate
+        scaled.append(StagePlan(round(stage.end * stretch, 3), people, max(spawn, 0.1),
+                                stage.rps * rate if stage.rps else stage.rps))
+    return scaled
+
+
 def stage_at(stages: list[StagePlan], run_time: float) -> StagePlan | None:
     for stage in stages:
         if run_time < stage.end:
@@ -100,14 +119,33 @@ def stage_at(stages: list[StagePlan], run_time: float) -> StagePlan | None:
 
 
 class CRMShape(LoadTestShape):
-    """Runs the configured stages; made concrete by the locustfile."""
+    """Runs the configured stages; the run object gives them in ``events.init``.
+
+    Past the last stage, or when the run object sets ``finish_now`` (an abort, a signal),
+    it returns None: Locust then stops the users and quits on this one path, and the run
+    object's ``test_stop`` listener cleans up (and, on a master, waits for every worker's
+    cleanup report) before Locust goes on to quit.
+    """
 
     abstract = True
-    stages: list[StagePlan] = []
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stages: list[StagePlan] = []
+        self.override: tuple[int, float] | None = None  # the capacity finder drives users
+        self.finish_now = False  # the run object ends the run: Locust then stops and quits
 
     def tick(self) -> tuple[int, float] | None:
+        if not self.stages or self.finish_now:
+            return None
+        if self.override is not None:
+            return self.override
         stage = stage_at(self.stages, self.get_run_time())
         return None if stage is None else (stage.users, stage.spawn_rate)
+
+    @property
+    def end(self) -> float:
+        return self.stages[-1].end if self.stages else 0.0
 
     def target_rps(self) -> float | None:
         stage = stage_at(self.stages, self.get_run_time())

@@ -15,10 +15,13 @@ Three modes (docs/synclag.md says when to choose which):
   counted by reason and never measured. While the subscription is not in place no record
   is written, so a lost record means a late or missing delivery, never our credential.
 
-Every record a sync probe writes carries the pair's marker (``crmpulse-<target>-<pair>``).
-After each run it is deleted (retried with backoff); a sweeper lists marked records at
-start-up and every ``sweep_every`` and deletes those older than ``sweep_after``, so a
-crash, a kill or a failing delete never leaves junk for long.
+Every record a sync probe writes carries the pair's marker
+(``crmpulse-<target>-sync-<pair>``, :mod:`crmpulse.markers`). After each run it is
+deleted (retried with backoff); a sweeper lists marked records at start-up and every
+``sweep_every`` and deletes those older than ``sweep_after``, so a crash, a kill or a
+failing delete never leaves junk for long. The sweeper touches only records that carry
+the pair's marker exactly: a CRM whose search matches substrings may list another
+pair's records (``search`` and ``search_heartbeat``), and those are left alone.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from crmpulse._types import compile_jsonpath, first_match
 from crmpulse.client import Session
 from crmpulse.config import SyncPair, WebhookSignature
 from crmpulse.contract import FAILURE_REASONS, SUBSCRIPTION_STATES, SYNC_STAGES, WEBHOOK_REJECT_REASONS
+from crmpulse.markers import carries, pair_marker
 from crmpulse.profile import OperationResult, loads_json
 from crmpulse.templates import MISSING, render
 
@@ -61,7 +65,7 @@ DELETE_RETRIES = (0.5, 1.0, 2.0)
 
 def marker_for(target: str, pair: str) -> str:
     """The marker every record of a pair carries: it names crmpulse, the target and the pair."""
-    return f"crmpulse-{target}-{pair}".replace("_", "-")
+    return str(pair_marker(target, pair))
 
 
 def parse_time(value: Any) -> float | None:
@@ -633,7 +637,10 @@ class SyncPairRunner:
         if result is None:
             report.error = "listing marked records failed"
             return report
-        items = [i for i in (result.items if result.items is not None else []) if isinstance(i, dict)]
+        marker = pair_marker(self.target, self.pair.name)
+        # the list may have matched a substring: only records carrying our marker exactly
+        items = [i for i in (result.items if result.items is not None else [])
+                 if isinstance(i, dict) and carries(i, marker)]
         report.listed = len(items)
         threshold = self.pair.sweep_after if older_than is None else older_than
         now = time.time()

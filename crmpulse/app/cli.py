@@ -300,10 +300,111 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
 
     from ..config import load_config
 
+    for name in ("users", "rate"):
+        if getattr(args, name) <= 0:
+            print(f"crmpulse: --{name} must be a positive multiplier, got {getattr(args, name):g}",
+                  file=sys.stderr)
+            return EXIT_USAGE
+    if args.worker and args.master:
+        print("crmpulse: --master and --worker exclude each other", file=sys.stderr)
+        return EXIT_USAGE
     loaded = load_config(args.config)
     return run_loadtest(loaded, args.config, dry_run=args.dry_run, workers=args.workers,
                         report_dir=args.report_dir, web=args.web,
-                        metrics_listen=args.metrics_listen, extra=args.locust_args)
+                        metrics_listen=args.metrics_listen, extra=args.locust_args,
+                        duration=args.duration, users=args.users, rate=args.rate,
+                        master=args.master, worker=args.worker, master_host=args.master_host,
+                        master_port=args.master_port, expect_workers=args.expect_workers,
+                        find_capacity=args.find_capacity, capacity_step=args.capacity_step,
+                        capacity_start=args.capacity_start)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from ..client import Client
+    from ..config import load_config
+    from ..markers import (
+        family_marker,
+        loadtest_targets,
+        run_marker,
+        sweep,
+        sync_targets,
+    )
+
+    loaded = load_config(args.config)
+    target_name = loaded.target.name
+    if args.run:
+        try:
+            wanted = run_marker(target_name, args.run)
+        except ValueError as exc:
+            print(f"crmpulse: --run: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        targets = loadtest_targets(loaded, wanted, lambda found: wanted in found)
+    else:
+        family = family_marker(target_name)
+        targets = loadtest_targets(loaded, family, lambda found: any(
+            m.kind == "lt" and m.target == target_name for m in found))
+        targets += sync_targets(loaded)
+    if not targets:
+        print(f"crmpulse: profile {loaded.profile.name} has no sweep section and no sync pairs are "
+              "configured: nothing tells crmpulse how to list marked records", file=sys.stderr)
+        return EXIT_FAILED
+    failed = False
+    verb = "would delete" if args.dry_run else "deleted"
+    with Client(loaded) as client:
+        from crmpulse.loadtests.cleanup import call_retrying
+
+        call = call_retrying(client)
+        variables = client.session.variables({})
+        for target in targets:
+            result = sweep(call, target, variables, dry_run=args.dry_run,
+                           older_than=args.older_than or 0.0)
+            count = result.matched if args.dry_run else result.deleted
+            line = (f"{target.label}: listed {result.listed}, marked {result.matched + result.skipped_young}"
+                    f", {verb} {count}")
+            if result.skipped_young:
+                line += f", kept {result.skipped_young} younger than --older-than"
+            if result.failed:
+                line += f", FAILED {result.failed}"
+            print(line)
+            for error in result.errors[:3]:
+                print(f"  {error}")
+            failed = failed or bool(result.errors) or result.failed > 0
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from crmpulse.loadtests.compare import Tolerances, compare_runs, load_run, write_comparison
+
+    if args.action is None:
+        args.report_parser.print_help()
+        return EXIT_USAGE
+    try:
+        baseline, candidate = load_run(Path(args.baseline)), load_run(Path(args.candidate))
+    except ValueError as exc:
+        print(f"crmpulse: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    tolerances = Tolerances(latency=args.latency_tolerance, latency_floor_ms=args.latency_floor * 1000,
+                            error_ratio=args.error_tolerance, throughput=args.throughput_tolerance)
+    comparison = compare_runs(baseline, candidate, tolerances)
+    paths = write_comparison(comparison, Path(args.out))
+    for finding in comparison.regressions:
+        print(f"REGRESSED {finding.operation} {finding.metric}: {finding.baseline:.3f} -> "
+              f"{finding.candidate:.3f} ({finding.change:+.1f} %)")
+    changed = sum(1 for f in comparison.findings if f.verdict != "within noise")
+    print(f"crmpulse: {len(comparison.regressions)} regression(s), {changed} significant change(s) in "
+          f"{len(comparison.findings)} figures; report {paths['html']} (also {paths['markdown'].name}, "
+          f"{paths['json'].name})")
+    return EXIT_FAILED if comparison.regressions else EXIT_OK
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a percentage like "10%", got {text!r}') from None
+    if not 0 <= value < 1000:
+        raise argparse.ArgumentTypeError(f"expected 0 to 1000, got {text!r}")
+    return value
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
@@ -444,8 +545,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-listen", default=None,
                    help="host:port for live Prometheus metrics (default: loadtest.metrics_listen, "
                    "127.0.0.1:9688; 'off' disables)")
+    p.add_argument("--duration", type=_duration, default=None, metavar="DURATION",
+                   help="stretch the configured shape to this length (e.g. 2m); default: the shape's")
+    p.add_argument("--users", type=float, default=1.0, metavar="MULTIPLIER",
+                   help="multiply every stage's users (within target.safety.max_users)")
+    p.add_argument("--rate", type=float, default=1.0, metavar="MULTIPLIER",
+                   help="multiply every stage's target rate (within target.safety.max_rps)")
+    p.add_argument("--find-capacity", action="store_true",
+                   help="instead of the shape: raise the request rate step by step (doubling, then "
+                   "bisecting) within the safety caps and report the highest rate at which every "
+                   "gate held, and which gate broke first")
+    p.add_argument("--capacity-step", type=_duration, default="10s", metavar="DURATION",
+                   help="with --find-capacity: how long each rate is held and judged")
+    p.add_argument("--capacity-start", type=float, default=10.0, metavar="RATE",
+                   help="with --find-capacity: the first rate, in requests per second")
+    p.add_argument("--master", action="store_true",
+                   help="run Locust's master of a distributed run; workers join with --worker")
+    p.add_argument("--expect-workers", type=int, default=1, metavar="N",
+                   help="with --master: start when N workers have joined")
+    p.add_argument("--worker", action="store_true",
+                   help="run a Locust worker that joins the master at --master-host")
+    p.add_argument("--master-host", default="127.0.0.1", help="with --worker: the master's host")
+    p.add_argument("--master-port", type=int, default=5557,
+                   help="the master's port (with --master: the one it binds)")
     p.add_argument("locust_args", nargs="*", metavar="-- LOCUST_ARGS",
-                   help="extra Locust options after --")
+                   help="extra Locust options after -- (options the shape or crmpulse decide, such "
+                   "as --run-time, are refused)")
+
+    p = verb("sweep", "find and delete every record crmpulse left on the target: load tests of any "
+             "run and sync probes (exact marker match only); exit 1 if one could not be deleted",
+             cmd_sweep)
+    _config_arg(p)
+    p.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    p.add_argument("--older-than", type=_duration, default=None, metavar="DURATION",
+                   help="only records created longer ago than this (e.g. 1h)")
+    p.add_argument("--run", default=None, metavar="RUN_ID",
+                   help="only the records of this load-test run (its id, e.g. 20261129t101500-3f9a1c0b7d2e)")
+
+    p = verb("report", "work with load-test reports: `report compare BASELINE_DIR CANDIDATE_DIR` says "
+             "which differences are real and exits 1 on a regression", cmd_report)
+    report_actions = p.add_subparsers(dest="action", metavar="ACTION", title="actions")
+    p.set_defaults(report_parser=p, action=None)
+    compare = report_actions.add_parser(
+        "compare", formatter_class=_Formatter, help="compare two runs' report folders",
+        description="Compare two load-test runs (their --report-dir folders) operation by operation: "
+        "p50/p95/p99 with distribution-free confidence intervals from the HDR histograms, error "
+        "ratios (two-proportion z-test) and throughput (Poisson intervals); exit 1 when a "
+        "difference is both significant and beyond its tolerance. Writes compare.html, "
+        "compare.md and compare.json.")
+    compare.add_argument("baseline", help="report folder of the run to compare against")
+    compare.add_argument("candidate", help="report folder of the new run")
+    compare.add_argument("--out", default="crmpulse-compare", help="where to write the comparison")
+    compare.add_argument("--latency-tolerance", type=_percent, default="10%", metavar="PERCENT",
+                         help="a percentile regresses when it grows by more than this")
+    compare.add_argument("--latency-floor", type=_duration, default="5ms", metavar="DURATION",
+                         help="... and by more than this much time")
+    compare.add_argument("--error-tolerance", type=float, default=1.0, metavar="POINTS",
+                         help="an error ratio regresses when it grows by more than this many points")
+    compare.add_argument("--throughput-tolerance", type=_percent, default="10%", metavar="PERCENT",
+                         help="throughput regresses when it drops by more than this")
+    compare.set_defaults(func=cmd_report, report_parser=p)
 
     p = verb("alerts", "generate Prometheus rules (SLO burn rates, companions), their promtool "
              "tests, Grafana alert rules and an Alertmanager example", cmd_alerts)

@@ -13,6 +13,10 @@ PAGES = 3
 
 class IntegrationSync(CRMUser):
     abstract = True
+    journey = "integration_sync"
+    calls = {"authenticate": frozenset(),
+             "list_contacts": frozenset({"page_size", "updated_since"})}
+    requests = PAGES
 
     def on_start(self) -> None:
         self.call("authenticate")

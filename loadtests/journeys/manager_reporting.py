@@ -9,6 +9,11 @@ from ..driver import CRMUser, journey_timer
 
 class ManagerReporting(CRMUser):
     abstract = True
+    journey = "manager_reporting"
+    calls = {"authenticate": frozenset(), "pipeline_report": frozenset(),
+             "list_deals": frozenset({"page_size"}), "list_accounts": frozenset({"page_size"})}
+    optional = frozenset({"pipeline_report", "list_deals"})
+    requests = 5
 
     def on_start(self) -> None:
         self.call("authenticate")

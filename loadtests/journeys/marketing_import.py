@@ -5,16 +5,20 @@ from __future__ import annotations
 from locust import task
 
 from ..data import Faker
-from ..driver import CRMUser, journey_timer
+from ..driver import CONTACT, CRMUser, journey_timer
 
 BATCH = 5
 
 
 class MarketingImport(CRMUser):
     abstract = True
+    journey = "marketing_import"
+    calls = {"authenticate": frozenset(), "create_contact": CONTACT}
+    creates = (0, BATCH)
+    requests = BATCH
 
     def on_start(self) -> None:
-        self.fake = Faker(self.marker)
+        self.fake = Faker(self.marker, self.tags)
         self.call("authenticate")
 
     @task

@@ -5,14 +5,22 @@ from __future__ import annotations
 from locust import task
 
 from ..data import Faker
-from ..driver import CRMUser, journey_timer
+from ..driver import ACTIVITY, DEAL, CRMUser, journey_timer
 
 
 class SalesRep(CRMUser):
-    abstract = True  # made concrete, with its weight, by the locustfile
+    abstract = True  # made concrete by the locustfile; its weight comes from the config
+    journey = "sales_rep"
+    calls = {"authenticate": frozenset(), "list_accounts": frozenset({"page_size"}),
+             "create_deal": DEAL, "list_contacts": frozenset({"page_size"}),
+             "search_contacts": frozenset({"q"}), "get_account": frozenset({"id"}),
+             "update_deal": frozenset({"id", "stage"}), "log_activity": ACTIVITY}
+    optional = frozenset({"get_account", "update_deal"})
+    creates = (1, 1)
+    requests = 5
 
     def on_start(self) -> None:
-        self.fake = Faker(self.marker)
+        self.fake = Faker(self.marker, self.tags)
         self.call("authenticate")
         accounts = self.call("list_accounts", page_size=20)
         self.account_ids = [a["id"] for a in accounts.items or [] if isinstance(a, dict) and "id" in a]

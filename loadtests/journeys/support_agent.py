@@ -5,14 +5,20 @@ from __future__ import annotations
 from locust import task
 
 from ..data import Faker
-from ..driver import CRMUser, journey_timer
+from ..driver import CONTACT, CRMUser, journey_timer
 
 
 class SupportAgent(CRMUser):
     abstract = True
+    journey = "support_agent"
+    calls = {"authenticate": frozenset(), "create_contact": CONTACT,
+             "search_contacts": frozenset({"q"}), "get_contact": frozenset({"id"}),
+             "update_contact": frozenset({"id", "title"})}
+    creates = (1, 0)
+    requests = 3
 
     def on_start(self) -> None:
-        self.fake = Faker(self.marker)
+        self.fake = Faker(self.marker, self.tags)
         self.call("authenticate")
         # Agents update a record this run created, never a real customer's.
         created = self.call("create_contact", **self.fake.contact())

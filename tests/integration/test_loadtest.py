@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -98,7 +97,7 @@ def test_an_outage_aborts_the_run_and_still_leaves_nothing(crm: SandboxProcess, 
     assert time.monotonic() - start < 50  # aborted, not run for its full minute
     assert proc.returncode == 1
     assert "error ratio" in data["aborted"]
-    assert data["validity"]["valid"] is False
+    assert data["verdict"] == "ABORTED" and "Aborted" in (tmp_path / "report" / "summary.md").read_text()
     assert data["cleanup"]["left"] == 0 and marked(crm) == 0
 
 
@@ -106,17 +105,25 @@ def test_two_workers_give_the_same_verdict_structure(crm: SandboxProcess, tmp_pa
     proc, data = run(tmp_path, config(crm.url), "--workers", "2")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert {g["name"] for g in data["gates"]} == {"all operations", "search_contacts"}
-    assert data["cleanup"]["created"] > 0 and data["cleanup"]["left"] == 0
+    assert data["cleanup"]["created"] > 0 and data["cleanup"]["left"] == 0, (data["events"], proc.stdout[-3000:])
     assert data["operations"]["search_contacts"]["requests"] > 0
     assert marked(crm) == 0
 
 
-def test_open_model_pacing_holds_the_target_rate(crm: SandboxProcess, tmp_path: Path) -> None:
+def test_open_model_pacing_never_exceeds_its_target_and_reports_what_it_reached(
+        crm: SandboxProcess, tmp_path: Path) -> None:
     body = config(crm.url, shape="{kind: soak, users: 6, duration: 12s, rps: 40}")
     proc, data = run(tmp_path, body)
-    assert proc.returncode == 0, proc.stdout[-2000:]
-    steady = [p["rps"] for p in data["timeline"] if p["t"] > 4]
-    assert 30 <= sum(steady) / len(steady) <= 48, steady
+    assert data, proc.stdout[-2000:] + proc.stderr[-2000:]
+    steady = [p for p in data["timeline"] if 2 < p["t"] < 12]
+    assert steady and all(p["target_rps"] == 40 for p in steady)
+    # the token bucket holds at most 4 tokens at 40/s: no 2 s window goes much above 40
+    assert max(p["rps"] for p in steady) <= 40 * 1.25, steady
+    assert "(target 40)" in proc.stdout
+    # how close it came depends on the machine; what it says about it must be true
+    reached = sum(p["rps"] for p in steady if p["t"] > 5) / len([p for p in steady if p["t"] > 5])
+    short = any("target: add users or workers" in r for r in data["validity"]["reasons"])
+    assert short == (reached < 0.9 * 40), (reached, data["validity"])
 
 
 def test_a_rate_the_generator_cannot_reach_marks_the_run_invalid(crm: SandboxProcess,
@@ -171,30 +178,49 @@ def test_a_dry_run_prints_the_plan_and_sends_nothing(crm: SandboxProcess, tmp_pa
     assert crm.stats()["requests"] == before
 
 
-def test_ctrl_c_stops_the_run_and_cleans_up(crm: SandboxProcess, tmp_path: Path) -> None:
-    path = write_config(tmp_path, config(crm.url, shape="{kind: soak, users: 4, duration: 60s}"))
-    proc = subprocess.Popen([sys.executable, "-m", "crmpulse", "loadtest", "-c", str(path),
-                             "--report-dir", str(tmp_path / "report")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
-    deadline = time.monotonic() + 30
-    while marked(crm) < 5:
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
-    assert "records created" in out, out[-2000:]
-    assert marked(crm) == 0
+LOCUSTFILE = Path(__file__).resolve().parents[2] / "loadtests" / "locustfile.py"
 
 
 def test_plain_locust_runs_the_locustfile(crm: SandboxProcess, tmp_path: Path) -> None:
     path = write_config(tmp_path, config(crm.url))
-    locustfile = Path(__file__).resolve().parents[2] / "loadtests" / "locustfile.py"
-    proc = subprocess.run([sys.executable, "-m", "locust", "-f", str(locustfile), "--crmpulse-config",
-                           str(path), "--headless", "--only-summary"], capture_output=True, text=True,
-                          timeout=120, env={**ENV, "CRMPULSE_REPORT_DIR": str(tmp_path / "r")})
+    proc = subprocess.run([sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--crmpulse-config",
+                           str(path), "--headless", "--only-summary", "--crmpulse-report-dir",
+                           str(tmp_path / "r")], capture_output=True, text=True, timeout=120, env=ENV)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert (tmp_path / "r" / "report.json").exists()
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["verdict"] == "PASS"
     assert marked(crm) == 0
+
+
+def test_a_locust_conf_with_crmpulse_config_runs(crm: SandboxProcess, tmp_path: Path) -> None:
+    path = write_config(tmp_path, config(crm.url, shape="{kind: soak, users: 2, duration: 4s}"))
+    (tmp_path / "locust.conf").write_text(
+        f"locustfile = {LOCUSTFILE}\ncrmpulse-config = {path}\nheadless = true\nonly-summary = true\n"
+        f"crmpulse-report-dir = {tmp_path / 'from-conf'}\n")
+    proc = subprocess.run([sys.executable, "-m", "locust"], capture_output=True, text=True,
+                          timeout=120, env=ENV, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    data = json.loads((tmp_path / "from-conf" / "report.json").read_text())
+    assert data["verdict"] == "PASS" and data["target"] == "sandbox"
+    assert marked(crm) == 0
+
+
+def test_the_config_can_come_from_locusts_environment_variable(crm: SandboxProcess, tmp_path: Path) -> None:
+    path = write_config(tmp_path, config(crm.url, shape="{kind: soak, users: 1, duration: 2s}"))
+    proc = subprocess.run([sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+                           "--only-summary"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**ENV, "LOCUST_CRMPULSE_CONFIG": str(path),
+                               "LOCUST_CRMPULSE_REPORT_DIR": str(tmp_path / "env")})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (tmp_path / "env" / "report.json").exists()
+
+
+def test_importing_the_locustfile_does_nothing(tmp_path: Path) -> None:
+    # no config exists here: an import that read it (or exited) would fail
+    proc = subprocess.run([sys.executable, "-c", f"import runpy; runpy.run_path({str(LOCUSTFILE)!r}); "
+                           "print('imported')"], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path, env=ENV)
+    assert proc.returncode == 0 and "imported" in proc.stdout, proc.stderr[-2000:]
+    assert not list(tmp_path.iterdir())
 
 
 def test_prometheus_scrapes_live_metrics_during_a_run(crm: SandboxProcess, tmp_path: Path) -> None:
@@ -214,7 +240,7 @@ def test_prometheus_scrapes_live_metrics_during_a_run(crm: SandboxProcess, tmp_p
         prometheus.wait_for('crmpulse_loadtest_request_duration_seconds_bucket{name="search_contacts",'
                             'le="0.4"} > 0', timeout=30)  # the gate threshold is a bucket
         prometheus.wait_for('crmpulse_loadtest_gate_threshold_seconds{name="search_contacts",'
-                            'quantile="p95"} == 0.4')
+                            'percentile="p95"} == 0.4')
         prometheus.wait_for('crmpulse_loadtest_users{target="sandbox"} > 0')
         assert proc.wait(timeout=120) == 0
     finally:
