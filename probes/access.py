@@ -54,6 +54,7 @@ from crmpulse.config import (
     RevocationCheck,
     RoleScopeCheck,
 )
+from crmpulse.markers import access_marker
 from crmpulse.origins import origin_of
 from crmpulse.profile import OperationResult, RenderedRequest, loads_json
 from crmpulse.templates import render
@@ -63,8 +64,7 @@ from .detectors import Scanner, child_path, path_allowed, plain_key
 if TYPE_CHECKING:
     from .checks import Outcome, TargetRunner
 
-__all__ = ["ACCESS_RUNNERS", "AccessFindings", "Identity", "access_marker", "detector_names",
-           "hand_over"]
+__all__ = ["ACCESS_RUNNERS", "AccessFindings", "Identity", "detector_names", "hand_over"]
 
 
 @dataclass
@@ -78,11 +78,6 @@ class AccessFindings:
     exposed: dict[tuple[str, str], int] = field(default_factory=dict)
     revocation_seconds: float | None = None
     login_attempts: int | None = None
-
-
-def access_marker(target: str, check: str) -> str:
-    """The tag every record of an access check carries: ``crmpulse-<target>-access-<check>``."""
-    return f"crmpulse-{target}-access-{check}"
 
 
 @dataclass(frozen=True)
@@ -102,7 +97,7 @@ class Identity:
     @classmethod
     def new(cls, target: str, check: str) -> Identity:
         nonce = secrets.token_hex(6)
-        return cls(access_marker(target, check), nonce, f"crmpulse.access.{nonce}@crmpulse.example",
+        return cls(str(access_marker(target, check)), nonce, f"crmpulse.access.{nonce}@crmpulse.example",
                    f"+1-555-01{random.randint(0, 99):02d}")
 
     def variables(self) -> dict[str, Any]:
