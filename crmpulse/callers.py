@@ -104,6 +104,11 @@ CALLERS: dict[str, Caller] = {
         "this revoke", ("token",), label="`revocation` check: revoke",
         calls="`revoke.operation`, then `read.operation` until it is refused",
         passes="`revoke.with`, filled with `token` (the fresh token it revokes); `read.with`"),
+    "probes.checks.access.login": Caller(
+        "this login", ("username", "password"), label="`bruteforce` check: login",
+        calls="`login.operation`: with the canary's password, then wrong ones, then its own again",
+        passes="`login.with`, filled with `username` and `password` (the credential's, or a wrong "
+        "one the check makes)"),
     "profile.sweep": Caller(
         "this sweep", ("marker",), label="load test end, `crmpulse sweep`: the profile's `sweep`",
         calls="each `sweep[].operation`, then `sweep[].delete` per marked record",
@@ -262,6 +267,9 @@ def _access_calls(checker: _Checker, where: KeyPath, check: Any, profile: Profil
         # the request a token or a password must be refused on: given nothing of the run's own
         checker.call((*where, "read"), Caller("this read"), check.read.operation, check.read.with_,
                      profile, variables)
+    if check.kind == "bruteforce" and check.login is not None:
+        checker.call((*where, "login"), CALLERS["probes.checks.access.login"], check.login.operation,
+                     check.login.with_, profile, variables)
     if check.kind == "revocation" and check.revoke is not None:
         checker.call((*where, "revoke"), CALLERS["probes.checks.access.revoke"],
                      check.revoke.operation, check.revoke.with_, profile, variables)

@@ -491,8 +491,12 @@ class BruteforceCheck(_AccessBase):
     attempts: int = Field(10, ge=1, le=100, description="throttled or locked within this many "
                           "wrong passwords")
     throttled_status: list[Annotated[int, Field(ge=400, le=599)]] = [429, 423]
-    read: AccessCall | None = Field(None, description="basic credentials: the request that signs "
-                                    "in (an oauth2_password credential signs in at its token URL)")
+    login: AccessCall | None = Field(None, description="an operation that signs in with "
+                                     "{{ username }} and {{ password }} (a sign-in form's endpoint); "
+                                     "without it an oauth2_password credential signs in at its token "
+                                     "URL and a basic one through read")
+    read: AccessCall | None = Field(None, description="basic credentials without login: the request "
+                                    "that signs in")
 
 
 #: Check kinds that act as named credentials (crmpulse.probes.access).
@@ -957,7 +961,7 @@ def _credential_names(config: Config, profile: Profile, lines: LineMap) -> list[
 def _access_calls(check: Any) -> list[tuple[KeyPath, str]]:
     """(key path under the check, operation) of every call an access check makes."""
     calls: list[tuple[KeyPath, str]] = []
-    for key in ("create", "own", "revoke", "read"):
+    for key in ("create", "own", "revoke", "read", "login"):
         call = getattr(check, key, None)
         if call is not None:
             calls.append(((key, "operation"), call.operation))
@@ -1038,11 +1042,14 @@ def _canary_problems(config: Config, check: BruteforceCheck, base: KeyPath,
     if isinstance(own, OAuth2Password | BasicAuth) and own.username == spec.username:
         problems.append(lines.problem((*base, "account"), (
             f'"{spec.username}" is the target\'s own account: locking it would stop every probe')))
-    others = sorted(name for name in users.get(check.credential, []) if name != check.name)
+    same = [name for name, other in config.target.credentials.items()
+            if getattr(other, "username", None) == spec.username]  # the account, by any name
+    others = sorted({name for credential in same for name in users.get(credential, [])
+                     if name != check.name})
     if others:
         problems.append(lines.problem((*base, "credential"), (
-            f"credential {check.credential} is also used by {', '.join(others)}: a canary this "
-            "check locks must serve nothing else")))
+            f'account "{spec.username}" is also used by {", ".join(others)}: a canary this check '
+            "locks must serve nothing else")))
     return problems
 
 

@@ -527,8 +527,8 @@ class _Login:
         if not isinstance(spec, OAuth2Password | BasicAuth) or spec.username != check.account:
             raise _Refused("assertion", f"refusing to try passwords: credential {check.credential} "
                            f"is not a password credential of the account the check names")
-        if isinstance(spec, BasicAuth) and check.read is None:
-            raise _Refused("assertion", "a basic credential signs in through read: give one")
+        if isinstance(spec, BasicAuth) and check.read is None and check.login is None:
+            raise _Refused("assertion", "a basic credential signs in through login or read: give one")
         self.run, self.check, self.spec = run, check, spec
 
     async def attempt(self, right: bool) -> int:
@@ -536,6 +536,14 @@ class _Login:
         if not right:
             wrong = "crmpulse-wrong-" + secrets.token_urlsafe(12)
             spec = spec.model_copy(update={"password": SecretStr(wrong)})
+        if self.check.login is not None:  # a sign-in endpoint: the password goes in its body
+            anonymous = Session(runner.target.anonymous(), runner.loaded.profile)
+            given = {**self.run.variables, "username": spec.username,
+                     "password": spec.password.get_secret_value()}
+            login = self.check.login
+            result = await self.run.call(anonymous, login, {}, self.run.render(
+                login.with_, given, login.operation))
+            return result.status
         copy = runner.target.model_copy(update={"auth": spec, "credentials": {}})
         provider = make_auth(copy, runner.loaded.profile)
         session = Session(copy, runner.loaded.profile, auth=provider, force_authenticate=False)
