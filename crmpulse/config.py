@@ -57,6 +57,7 @@ from .origins import Origin, absolute_urls, fixed_origin, format_origin, origin_
 from .profile import Profile, load_profile
 from .steps import Expect, Step
 from .templates import placeholders
+from .units import format_duration
 
 __all__ = [
     "Config",
@@ -1009,6 +1010,16 @@ def _access_problems(config: Config, profile: Profile, lines: LineMap) -> list[P
                 problems.append(lines.problem((*base, key, "operation"), (
                     f"operation {call.operation} declares no cleanup in profile {profile.name}: "
                     "records a probe creates must be deletable")))
+        waits: list[tuple[KeyPath, float]] = []
+        if isinstance(check, RevocationCheck) and check.revoke is not None:
+            waits.append((("within",), check.within))
+        if isinstance(check, IsolationCheck):
+            waits += [(("reads", path, "within"), read.within) for path, read in check.reads.items()]
+        for where, wait in waits:
+            if wait >= check.timeout:
+                problems.append(lines.problem((*base, *where), (
+                    f"expected less than the check's timeout ({format_duration(check.timeout)}): the "
+                    "run must outlast its wait, or it ends as a timeout instead of a verdict")))
         if isinstance(check, RevocationCheck) and check.revoke is not None:
             spec = credentials.get(check.credential)
             if spec is not None and not isinstance(spec, OAuth2ClientCredentials | OAuth2Password):

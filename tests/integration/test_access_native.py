@@ -1,0 +1,226 @@
+"""Access probes against the native sandbox, through the real exporter: every kind holds with no
+fault, and each fault knob fails exactly the probe that exists for it within one interval.
+
+"Within one interval" is counted in runs, not seconds: the run in progress when the knob
+turns may have read the CRM before it; the next run, which starts after it, must fail.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import ExporterProcess, SandboxProcess, sample, write_config
+
+#: The sandbox's public test values (docs/sandbox.md), passed as a config passes secrets.
+SECRETS = {"CRMPULSE_CLIENT_SECRET": "sandbox-secret", "TENANT2_SECRET": "tenant2-secret",
+           "RESTRICTED_SECRET": "restricted-secret", "REVOKED_TOKEN": "sandbox-integration-token",
+           "CANARY_PASSWORD": "canary-password"}
+
+CREDENTIALS = """\
+  credentials:
+    tenant2: {type: oauth2_client_credentials, client_id: crmpulse-tenant2, client_secret: "${env:TENANT2_SECRET}"}
+    restricted: {type: oauth2_client_credentials, client_id: crmpulse-restricted, client_secret: "${env:RESTRICTED_SECRET}"}
+    integration: {type: oauth2_client_credentials, client_id: crmpulse, client_secret: "${env:CRMPULSE_CLIENT_SECRET}"}
+    rotated_out: {type: bearer, token: "${env:REVOKED_TOKEN}"}
+    canary: {type: basic, username: canary@sandbox.example, password: "${env:CANARY_PASSWORD}"}
+"""
+
+CHECKS = """\
+    - name: tenant_isolation
+      kind: isolation
+      observer: tenant2
+      reads:
+        get: {operation: get_contact, with: {id: "{{ id }}"}}
+        list: {operation: list_contacts, with: {tag: "{{ marker }}"}}
+        search: {operation: search_contacts, with: {email: "{{ email }}"}, within: 1500ms}
+        export: {operation: export_contacts}
+    - name: restricted_role
+      kind: role_scope
+      credential: restricted
+      own: {operation: create_contact, with: {first_name: Crmpulse, last_name: "Own {{ nonce }}", email: "{{ email }}", tags: ["{{ marker }}"]}}
+      denied:
+        - {operation: get_contact, with: {id: "{{ other_id }}"}, status: [404]}
+        - {operation: delete_contact, with: {id: "{{ own_id }}"}, status: [403]}
+        - {operation: register_webhook, with: {url: "http://127.0.0.1:9/crmpulse-access"}, status: [403]}
+      hidden_fields:
+        - {operation: get_contact, with: {id: "{{ own_id }}"}, fields: [phone]}
+    - name: personal_data
+      kind: exposure
+      create:
+        operation: create_contact
+        with: {first_name: Crmpulse, last_name: "Access {{ nonce }}", email: "{{ email }}", phone: "{{ phone }}", tags: ["{{ marker }}"]}
+      reads:
+        - {operation: get_contact, with: {id: "{{ id }}"}}
+        - {operation: list_contacts, with: {tag: "{{ marker }}"}}
+        - {operation: export_contacts}
+      allow:
+        - {detector: email, path: $..email}
+        - {detector: phone, path: $..phone}
+        - {detector: email, path: csv.email}
+        - {detector: phone, path: csv.phone}
+    - name: token_revocation
+      kind: revocation
+      credential: integration
+      revoke: {operation: revoke_token, with: {token: "{{ token }}"}}
+      read: {operation: whoami}
+      within: 1s
+    - name: revoked_token
+      kind: revocation
+      credential: rotated_out
+      read: {operation: whoami}
+    - name: login_lockout
+      kind: bruteforce
+      credential: canary
+      account: canary@sandbox.example
+      login: {operation: login, with: {username: "{{ username }}", password: "{{ password }}"}}
+"""
+
+
+def access_config(url: str, interval: str = "2s", timeout: str = "1800ms") -> str:
+    checks = CHECKS.replace("      kind: ", f"      interval: {interval}\n      timeout: {timeout}\n      kind: ")
+    return f"""
+target:
+  name: sandbox
+  base_url: {url}
+  auth: {{type: oauth2_client_credentials, client_id: crmpulse, client_secret: "${{env:CRMPULSE_CLIENT_SECRET}}"}}
+{CREDENTIALS}
+probes:
+  checks:
+{checks}"""
+
+
+#: (check, kind, path) of every access series the config above creates
+SERIES = [("tenant_isolation", "isolation", p) for p in ("get", "list", "search", "export")] + [
+    ("restricted_role", "role_scope", p) for p in ("get_contact", "delete_contact",
+                                                   "register_webhook", "fields:get_contact")] + [
+    ("personal_data", "exposure", p) for p in ("get_contact", "list_contacts", "export_contacts")] + [
+    ("token_revocation", "revocation", "revoke"), ("revoked_token", "revocation", "revoked"),
+    ("login_lockout", "bruteforce", "login")]
+
+#: knob -> the series it must break (every other series keeps holding)
+KNOBS: list[tuple[dict, set[tuple[str, str]]]] = [
+    ({"unfiltered_reads": ["get"]}, {("tenant_isolation", "get"), ("restricted_role", "get_contact")}),
+    ({"unfiltered_reads": ["list"]}, {("tenant_isolation", "list")}),
+    ({"unfiltered_reads": ["search"]}, {("tenant_isolation", "search")}),
+    ({"unfiltered_reads": ["export"]}, {("tenant_isolation", "export")}),
+    ({"widen_role": True}, {("restricted_role", p) for p in ("get_contact", "delete_contact",
+                                                               "register_webhook", "fields:get_contact")}),
+    ({"expose_sensitive": True}, {("personal_data", p) for p in ("get_contact", "list_contacts",
+                                                                 "export_contacts")}),
+    ({"exposed_fields": ["card_number"]}, {("personal_data", p) for p in ("get_contact", "list_contacts",
+                                                                          "export_contacts")}),
+    ({"ignore_revocation": True}, {("token_revocation", "revoke"), ("revoked_token", "revoked")}),
+    ({"login_throttle": False}, {("login_lockout", "login")}),
+]
+
+ADMIN = {"X-Admin-Token": "sandbox-admin"}
+
+
+def marked_contacts(url: str) -> int:
+    """Contacts carrying any access check's marker, as the target's own credential sees them."""
+    token = httpx.post(url + "/oauth/token", data={"grant_type": "client_credentials", "client_id": "crmpulse",
+                                                    "client_secret": "sandbox-secret"}).json()["access_token"]
+    rows = httpx.get(url + "/api/v1/export/contacts", headers={"Authorization": f"Bearer {token}"}).text
+    return sum(1 for line in rows.splitlines() if "crmpulse-sandbox-access-" in line)
+
+
+def runs(metrics: dict, check: str) -> float:
+    return sample(metrics, "crmpulse_check_runs_total", target="sandbox", check=check) or 0.0
+
+
+def holds(metrics: dict, check: str, kind: str, path: str) -> float | None:
+    return sample(metrics, "crmpulse_access_holds", target="sandbox", check=check, kind=kind, path=path)
+
+
+def wait_runs(exporter: ExporterProcess, checks: set[str], more: int, timeout: float = 90) -> dict:
+    """Wait until every check in ``checks`` has completed ``more`` runs from now; the metrics then."""
+    start = exporter.metrics()
+    wanted = {check: runs(start, check) + more for check in checks}
+    deadline = time.monotonic() + timeout
+    while True:
+        metrics = exporter.metrics()
+        if all(runs(metrics, check) >= n for check, n in wanted.items()):
+            return metrics
+        assert time.monotonic() < deadline, f"runs did not complete: {wanted}"
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def running(sandbox: SandboxProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExporterProcess]:
+    sandbox.admin.post("/admin/reset")
+    # the config names this token as revoked: an admin revoked it (docs/sandbox.md)
+    sandbox.admin.post("/admin/access/revoke", json={"token": "sandbox-integration-token"})
+    path = write_config(tmp_path_factory.mktemp("access"), access_config(sandbox.url))
+    exporter = ExporterProcess(path, env=SECRETS)
+    try:
+        yield exporter
+    finally:
+        exporter.stop()
+        sandbox.admin.post("/admin/reset")
+
+
+def test_with_no_fault_every_access_check_holds_run_after_run(running: ExporterProcess,
+                                                             sandbox: SandboxProcess) -> None:
+    sandbox.admin.delete("/admin/faults")
+    checks = {check for check, _, _ in SERIES}
+    for _ in range(3):
+        metrics = wait_runs(running, checks, 1)
+        for check, kind, path in SERIES:
+            assert holds(metrics, check, kind, path) == 1, (check, path, running.output.text()[-2000:])
+        for check in checks:
+            assert sample(metrics, "crmpulse_check_success", target="sandbox", check=check) == 1, check
+    exposed = [v for (name, _), v in metrics.items() if name == "crmpulse_access_exposed_values"]
+    assert len(exposed) == 15 and set(exposed) == {0.0}  # 3 reads x 5 detectors, all at zero
+    revocation = sample(metrics, "crmpulse_access_revocation_seconds", target="sandbox",
+                        check="token_revocation")
+    assert revocation is not None and 0 <= revocation < 2
+    attempts = sample(metrics, "crmpulse_access_login_attempts", target="sandbox", check="login_lockout")
+    assert attempts is not None and 0 <= attempts <= 10
+
+
+@pytest.mark.parametrize(("knob", "broken"), KNOBS, ids=[
+    "unfiltered_get", "unfiltered_list", "unfiltered_search", "unfiltered_export", "widen_role",
+    "expose_sensitive", "exposed_fields", "ignore_revocation", "login_throttle_off"])
+def test_each_fault_knob_fails_its_probe_within_one_interval_and_only_its_probe(
+        running: ExporterProcess, sandbox: SandboxProcess, knob: dict, broken: set[tuple[str, str]]) -> None:
+    sandbox.admin.delete("/admin/faults")
+    affected = {check for check, _ in broken}
+    wait_runs(running, affected, 1)  # a healthy run first: the knob, not a leftover, breaks it
+    sandbox.faults(**knob)
+    try:
+        metrics = wait_runs(running, {check for check, _, _ in SERIES}, 2)
+        for check, kind, path in SERIES:
+            expected = 0 if (check, path) in broken else 1
+            assert holds(metrics, check, kind, path) == expected, (knob, check, path)
+        for check in affected:
+            assert sample(metrics, "crmpulse_check_success", target="sandbox", check=check) == 0
+            assert sample(metrics, "crmpulse_check_failures_total", target="sandbox", check=check,
+                          reason="protection") >= 1
+        if "exposed_fields" in knob:  # only the exposed field's detector counts
+            for path in ("get_contact", "list_contacts", "export_contacts"):
+                assert sample(metrics, "crmpulse_access_exposed_values", target="sandbox",
+                              check="personal_data", path=path, detector="card_number") == 1
+                assert sample(metrics, "crmpulse_access_exposed_values", target="sandbox",
+                              check="personal_data", path=path, detector="iban") == 0
+    finally:
+        sandbox.admin.delete("/admin/faults")
+    metrics = wait_runs(running, affected, 2)
+    for check, kind, path in SERIES:
+        if check in affected:
+            assert holds(metrics, check, kind, path) == 1, ("after recovery", check, path)
+
+
+def test_nothing_the_probes_created_is_left_behind(running: ExporterProcess, sandbox: SandboxProcess,
+                                                   tmp_path: Path) -> None:
+    sandbox.admin.delete("/admin/faults")
+    wait_runs(running, {"tenant_isolation", "restricted_role", "personal_data"}, 2)
+    running.stop()  # the last runs finish and clean up before the exporter exits
+    assert marked_contacts(sandbox.url) == 0
+    hooks = httpx.get(sandbox.url + "/api/v1/webhooks", headers={
+        "Authorization": f"Bearer {sandbox.token()}"}).json()["data"]
+    assert hooks == []  # the webhook a widened role was allowed to make is gone too
