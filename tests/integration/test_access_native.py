@@ -129,22 +129,23 @@ def marked_contacts(url: str) -> int:
     return sum(1 for line in rows.splitlines() if "crmpulse-sandbox-access-" in line)
 
 
-def runs(metrics: dict, check: str) -> float:
-    return sample(metrics, "crmpulse_check_runs_total", target="sandbox", check=check) or 0.0
+def runs(metrics: dict, check: str, target: str = "sandbox") -> float:
+    return sample(metrics, "crmpulse_check_runs_total", target=target, check=check) or 0.0
 
 
-def holds(metrics: dict, check: str, kind: str, path: str) -> float | None:
-    return sample(metrics, "crmpulse_access_holds", target="sandbox", check=check, kind=kind, path=path)
+def holds(metrics: dict, check: str, kind: str, path: str, target: str = "sandbox") -> float | None:
+    return sample(metrics, "crmpulse_access_holds", target=target, check=check, kind=kind, path=path)
 
 
-def wait_runs(exporter: ExporterProcess, checks: set[str], more: int, timeout: float = 90) -> dict:
+def wait_runs(exporter: ExporterProcess, checks: set[str], more: int, timeout: float = 90,
+              target: str = "sandbox") -> dict:
     """Wait until every check in ``checks`` has completed ``more`` runs from now; the metrics then."""
     start = exporter.metrics()
-    wanted = {check: runs(start, check) + more for check in checks}
+    wanted = {check: runs(start, check, target) + more for check in checks}
     deadline = time.monotonic() + timeout
     while True:
         metrics = exporter.metrics()
-        if all(runs(metrics, check) >= n for check, n in wanted.items()):
+        if all(runs(metrics, check, target) >= n for check, n in wanted.items()):
             return metrics
         assert time.monotonic() < deadline, f"runs did not complete: {wanted}"
         time.sleep(0.1)
