@@ -315,7 +315,7 @@ async def _role_scope(run: _Run, findings: AccessFindings) -> None:
             continue
         try:
             document = loads_json(result.body) if result.body else None
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
             unjudged.append(("assertion", f"{hidden.operation} answered with no JSON to look in"))
             continue
         found = set(_keys(document, set(hidden.fields)))
@@ -372,7 +372,7 @@ def _scan(scanner: Scanner, result: OperationResult, nonce: str, whole: bool,
     text = result.body.decode("utf-8", "replace")
     try:
         document: Any = loads_json(result.body) if result.body.strip() else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON (CSV, text), or nested too deeply to parse
         document = None
     if document is not None or not text.strip():
         parts: list[tuple[str, Any]] = [("$", document)]
