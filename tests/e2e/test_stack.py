@@ -1,5 +1,6 @@
 """The whole loop on one machine: `crmpulse stack up`, an outage that pages and resolves,
-a sync stall that alerts, and silence while healthy. Real Prometheus, real Alertmanager.
+a sync stall that alerts, a broken tenant filter that pages, and silence while healthy (access
+checks of every kind included). Real Prometheus, real Alertmanager.
 
 Alert windows are compressed 60x (`--compress 60`) and intervals shortened, so an hour
 of burn-rate window is a minute here: what is tested is the wiring (rules loaded,
@@ -101,6 +102,23 @@ def test_a_sync_stall_fires_the_sync_alert(stack) -> None:  # type: ignore[no-un
               "(30 s threshold, then 5 s compressed `for`)")
     finally:
         httpx.delete(sandbox + "/admin/faults", headers=ADMIN)
+
+
+def test_a_tenant_filter_dropped_from_search_pages_at_once_and_resolves(stack) -> None:  # type: ignore[no-untyped-def]
+    folder, sandbox, _ = stack
+    httpx.put(sandbox + "/admin/faults", json={"unfiltered_reads": ["search"]}, headers=ADMIN)
+    try:
+        detected = wait_for(folder, "CrmTenantIsolationBroken", "firing", timeout=60)
+    finally:
+        httpx.delete(sandbox + "/admin/faults", headers=ADMIN)
+    resolved = wait_for(folder, "CrmTenantIsolationBroken", "resolved", timeout=60)
+    page = next(a for n in notifications(folder) for a in n["alerts"]
+                if a["labels"].get("alertname") == "CrmTenantIsolationBroken")
+    assert {k: page["labels"][k] for k in ("severity", "check", "kind", "path")} == {
+        "severity": "critical", "check": "tenant_isolation", "kind": "isolation", "path": "search"}
+    print(f"isolation page delivered {detected:.1f}s after search lost its tenant filter; resolved "
+          f"{resolved:.1f}s after it was restored")
+    assert not seen(folder, "CrmPersonalDataExposed", "firing")  # only the broken protection pages
 
 
 def test_status_reports_and_down_stops_only_what_up_started(stack, sandbox: SandboxProcess) -> None:  # type: ignore[no-untyped-def]
