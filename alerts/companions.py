@@ -9,7 +9,7 @@ firing at it. ``crmpulse alerts`` writes those scenarios to
 ``tests/companions.test.yml``; a test reads the stated delay back and compares it
 with the one promtool measured.
 
-To add one (a webhook subscription state, an API-quota forecast, an access probe):
+To add one (an API-quota forecast, say):
 append a :class:`Companion` here, write ``runbooks/<Name>.md``, and give it at least
 one :class:`Scenario`; the tests pick all three up.
 """
