@@ -151,6 +151,52 @@ def wait_runs(exporter: ExporterProcess, checks: set[str], more: int, timeout: f
         time.sleep(0.1)
 
 
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "probes.md"
+
+
+def docs_block(title: str) -> str:
+    """The yaml block of docs/probes.md whose first line is ``# <title>``."""
+    import re
+
+    return next(b for b in re.findall(r"```yaml\n(.*?)```", DOCS.read_text(), re.S)
+                if b.startswith(f"# {title}"))
+
+
+def run_once(path: Path) -> dict[str, tuple[bool, str]]:
+    """Every check of a config, run once as the exporter runs it: name -> (success, message)."""
+    import asyncio
+
+    from crmpulse import load_config
+    from crmpulse.probes.checks import TargetRunner
+
+    loaded = load_config(path)
+
+    async def go() -> dict[str, tuple[bool, str]]:
+        runner = TargetRunner(loaded)
+        try:
+            return {c.name: ((o := await runner.run(c)).success, o.message)
+                    for c in loaded.config.probes.checks}
+        finally:
+            await runner.aclose()
+    return asyncio.run(go())
+
+
+def test_the_sandbox_example_in_the_docs_holds_against_the_sandbox(
+        crm: SandboxProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    text = docs_block("access-sandbox").replace("http://127.0.0.1:8085", crm.url)
+    results = run_once(write_config(tmp_path, text))
+    assert set(results) == {"tenant_isolation", "restricted_role", "personal_data", "token_revocation",
+                            "login_lockout"}
+    assert all(ok for ok, _ in results.values()), results
+    crm.faults(unfiltered_reads=["search"])
+    results = run_once(write_config(tmp_path, text))
+    assert results["tenant_isolation"] == (False, "isolation broken: search (search_contacts) shows "
+                                           "credential tenant2 a record of target.auth")
+    assert marked_contacts(crm.url) == 0
+
+
 @pytest.fixture(scope="module")
 def running(sandbox: SandboxProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExporterProcess]:
     sandbox.admin.post("/admin/reset")

@@ -18,7 +18,7 @@ import yaml
 
 from crmpulse.profile import BUILTIN_DIR
 from tests.helpers import ExporterProcess, SandboxProcess, sample, write_config
-from tests.integration.test_access_native import holds, wait_runs
+from tests.integration.test_access_native import docs_block, holds, run_once, wait_runs
 
 SECRETS = {"SALESFORCE_CLIENT_SECRET": "sandbox-secret", "TENANT2_SECRET": "tenant2-secret",
            "RESTRICTED_SECRET": "restricted-secret", "REVOKED_TOKEN": "sandbox-integration-token",
@@ -125,6 +125,26 @@ def sf() -> Iterator[SandboxProcess]:
     crm.admin.post("/admin/access/revoke", json={"token": "sandbox-integration-token"})
     yield crm
     crm.stop()
+
+
+def test_the_salesforce_example_in_the_docs_adds_these_operations_and_holds(
+        sf: SandboxProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs before the module's exporter starts: both would try the same canary's password."""
+    assert yaml.safe_load(docs_block("salesforce-access operations")) == yaml.safe_load(EXTRA_OPERATIONS)
+    for name, value in {**SECRETS, "OTHER_ORG_SECRET": "tenant2-secret"}.items():
+        monkeypatch.setenv(name, value)
+    access_profile(tmp_path)
+    text = docs_block("access-salesforce").replace("http://127.0.0.1:8085", sf.url)
+    results = run_once(write_config(tmp_path, text))
+    assert len(results) == 5 and all(ok for ok, _ in results.values()), results
+    sf.faults(widen_role=True)
+    try:
+        results = run_once(write_config(tmp_path, text))
+    finally:
+        sf.admin.delete("/admin/faults")
+    assert not results["restricted_user"][0]
+    assert results["restricted_user"][1].startswith(
+        "role scope broken: read_contact shows credential restricted hidden field(s) at $.Phone")
 
 
 @pytest.fixture(scope="module")
