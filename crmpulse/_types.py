@@ -192,7 +192,7 @@ def _check_listen(value: str) -> str:
     """``127.0.0.1:9687``, ``[::1]:9687``, ``:9687``, ``localhost:9687``."""
     expected = f'expected host:port like "127.0.0.1:9687", got {_shown(value)}'
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
+    if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise ValueError(expected)
     if host.startswith("[") and host.endswith("]"):
         try:

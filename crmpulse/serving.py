@@ -16,7 +16,7 @@ __all__ = ["bind", "parse_listen", "server_for"]
 def parse_listen(listen: str) -> tuple[str, int]:
     """``"127.0.0.1:9687"``, ``"[::1]:9687"`` or ``":9687"`` -> (host, port)."""
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise ValueError(f'expected host:port like "127.0.0.1:9687", got "{listen}"')
     return host.strip("[]") or "127.0.0.1", int(port)
 

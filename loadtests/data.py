@@ -24,6 +24,7 @@ SUBJECTS = ["Renewal call", "Pricing follow-up", "Quarterly review", "Demo sched
             "Contract questions", "Onboarding check-in"]
 STAGES = ["qualification", "proposal", "negotiation"]
 _counter = itertools.count()
+MAX_LOCAL = 63  # characters before "@crmpulse.example": 80 in all, Salesforce's Email limit
 
 
 class Faker:
@@ -39,8 +40,19 @@ class Faker:
         first, last = self.rng.choice(FIRST), self.rng.choice(LAST)
         n = next(_counter)
         return {"first_name": first, "last_name": last, "title": self.rng.choice(TITLES),
-                "email": f"{first.lower()}.{last.lower()}.{n}.{self.marker}@crmpulse.example",
-                "tags": list(self.tags)}
+                "email": self.email(first, last, n), "tags": list(self.tags)}
+
+    def email(self, first: str, last: str, n: int) -> str:
+        """An address CRMs accept: at most MAX_LOCAL characters before the @.
+
+        Salesforce refuses an Email longer than 80 characters (the domain takes 17) and
+        RFC 5321 a local part over 64; when the name and the marker do not fit, the name
+        goes first, then the marker (the record's tags still carry it).
+        """
+        for local in (f"{first.lower()}.{last.lower()}.{n}.{self.marker}", f"c{n}.{self.marker}"):
+            if len(local) <= MAX_LOCAL:
+                return f"{local}@crmpulse.example"
+        return f"{first.lower()}.{last.lower()}.{n}@crmpulse.example"
 
     def deal(self, **extra: Any) -> dict[str, Any]:
         return {"name": f"{self.rng.choice(LAST)} renewal", "amount": self.rng.randint(5, 500) * 100,

@@ -48,11 +48,13 @@ def format_table(results: list[StepResult]) -> str:
     return "\n".join(lines)
 
 
-def run_smoke(loaded: LoadedConfig, out: TextIO = sys.stdout) -> int:
+def run_smoke(loaded: LoadedConfig, out: TextIO | None = None) -> int:
     """Run the profile's smoke steps against the config's target, then clean up.
 
-    Returns 0 when every step succeeded and nothing created was left behind.
+    Returns 0 when every step succeeded and nothing created was left behind. ``out`` is
+    sys.stdout as it is when called (the CLI's redacting stream), not as it was at import.
     """
+    out = out or sys.stdout
     with Client(loaded) as crm:
         print(f"Running each operation of profile '{loaded.profile.name}' once against "
               f"{loaded.target.base_url} ...\n", file=out)
@@ -71,8 +73,9 @@ def run_smoke(loaded: LoadedConfig, out: TextIO = sys.stdout) -> int:
     return 0 if complete and report.left == 0 else 1
 
 
-def run_demo(seed: int = 200, sync_lag_ms: float = 500.0, out: TextIO = sys.stdout) -> int:
+def run_demo(seed: int = 200, sync_lag_ms: float = 500.0, out: TextIO | None = None) -> int:
     """Start a sandbox on a free loopback port and run the smoke steps against it."""
+    out = out or sys.stdout
     from ..sandbox import SandboxServer, SandboxSettings
 
     print(f"Starting the sandbox CRM ({seed} seeded contacts, search sync lag "
@@ -82,7 +85,7 @@ def run_demo(seed: int = 200, sync_lag_ms: float = 500.0, out: TextIO = sys.stdo
         return run_smoke(sandbox_config(sandbox.url), out)
 
 
-def run_full_demo(out: TextIO = sys.stdout, folder: Path | None = None) -> int:
+def run_full_demo(out: TextIO | None = None, folder: Path | None = None) -> int:
     """The whole story on the sandbox, in a few minutes (README, Quick start).
 
     1. the sandbox CRM, and every profile operation once;
@@ -91,6 +94,7 @@ def run_full_demo(out: TextIO = sys.stdout, folder: Path | None = None) -> int:
     4. an outage injected: the probes react, and with Prometheus and Alertmanager
        installed, the page arrives at the webhook receiver and resolves after recovery.
     """
+    out = out or sys.stdout
     import json
     import os
     import socket

@@ -243,7 +243,7 @@ class BodyLimitLayer:
         errors = self.policy.errors_for(scope)
         for name, value in scope["headers"]:
             if name == b"content-length":
-                if not value.isdigit():
+                if not (value.isascii() and value.isdigit()):
                     await errors.error(400, "bad_request", "Content-Length must be a number of bytes"
                                        )(scope, receive, send)
                     return

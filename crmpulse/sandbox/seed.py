@@ -54,7 +54,8 @@ def _luhn_digit(digits: str) -> str:
 
 
 def luhn_ok(number: str) -> bool:
-    return number.isdigit() and len(number) > 1 and _luhn_digit(number[:-1]) == number[-1]
+    return number.isascii() and number.isdigit() and len(number) > 1 \
+        and _luhn_digit(number[:-1]) == number[-1]
 
 
 def _iban(country: str, bban: str) -> str:

@@ -188,18 +188,24 @@ class WebhookHub:
                 self.queue.put_nowait((hook, delivery, occurred))
 
     async def _deliver_forever(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            hook, delivery, occurred = await self.queue.get()
+            item = await self.queue.get()
+            hook, delivery, occurred = item
             try:
-                await self._deliver(hook, delivery, occurred)
+                # A held delivery never occupies a worker: it goes back to the queue when due,
+                # re-reading the knob each time, so lifting the delay releases it promptly
+                # and a long delay cannot block the deliveries behind it.
+                wait = occurred + self.faults.webhook_delay_ms / 1000 - time.time()
+                if wait > 0 and hook.id in self.hooks:
+                    loop.call_later(min(wait, 0.1), self.queue.put_nowait, item)
+                    continue
+                await self._deliver(hook, delivery)
             finally:
                 self.queue.task_done()
 
-    async def _deliver(self, hook: Hook, delivery: Delivery, occurred: float) -> None:
+    async def _deliver(self, hook: Hook, delivery: Delivery) -> None:
         assert self._client is not None
-        wait = occurred + self.faults.webhook_delay_ms / 1000 - time.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
         retry = hook.retry
         for attempt, delay in enumerate((0.0, *retry.delays)):
             if delay:

@@ -523,3 +523,35 @@ def test_no_dataverse_request_gets_a_5xx_and_every_stored_row_reads_back(dialect
             assert client.get(f"/{name}({key})").status_code == 200, (name, key)
     assert dialect.admin.post("/admin/reset", headers=ADMIN).status_code == 200
     assert json.loads(httpx.get(dialect.url + "/healthz").text)["status"] == "ok"
+
+
+# Characters Python calls digits that int() refuses ("²") or reads as numbers ("١٢", "１２"): a CRM
+# answers 400 to a page size or cursor made of them, never 500 (found by the HubSpot fuzzing above).
+NON_ASCII_DIGITS = ["²", "١٢", "１２"]
+
+
+@pytest.mark.parametrize("dialect", ["hubspot"], indirect=True)
+def test_hubspot_paging_with_non_ascii_digits_is_a_400(dialect: SandboxProcess) -> None:
+    headers = {"Authorization": "Bearer pat-na1-11111111-1111-4111-8111-111111111111"}
+    for text in NON_ASCII_DIGITS:
+        for params in ({"limit": text}, {"after": text}):
+            answer = httpx.get(dialect.url + "/crm/v3/objects/contacts", params=params, headers=headers)
+            assert answer.status_code in (200, 400), (params, answer.status_code, answer.text[:300])
+            if "limit" in params:
+                assert answer.status_code == 400, (params, answer.text[:300])
+        answer = httpx.post(dialect.url + "/crm/v3/objects/contacts/search", json={"after": text}, headers=headers)
+        assert answer.status_code == 400, (text, answer.status_code, answer.text[:300])
+
+
+@pytest.mark.parametrize("dialect", ["dynamics"], indirect=True)
+def test_dataverse_paging_with_non_ascii_digits_is_a_400(dialect: SandboxProcess) -> None:
+    token = httpx.post(f"{dialect.url}/5a1d0000-0000-4000-8000-0000000e0001/oauth2/v2.0/token", data={
+        "grant_type": "client_credentials", "client_id": "4a5d7e1c-0000-4000-8000-000000000001",
+        "client_secret": "sandbox-secret", "scope": f"{dialect.url}/.default"}).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    for text in NON_ASCII_DIGITS:
+        answer = httpx.get(dialect.url + "/api/data/v9.2/contacts", params={"$top": text}, headers=headers)
+        assert answer.status_code == 400, (text, answer.status_code, answer.text[:300])
+        answer = httpx.get(dialect.url + "/api/data/v9.2/contacts",
+                           headers={**headers, "Prefer": f"odata.maxpagesize={text}".encode()})
+        assert answer.status_code in (200, 400), (text, answer.status_code, answer.text[:300])

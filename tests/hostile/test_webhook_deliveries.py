@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from crmpulse import load_config
 from crmpulse.contract import DEFAULT_SYNC_BUCKETS
+from crmpulse.markers import pair_marker
 from crmpulse.probes.checks import TargetRunner
 from crmpulse.probes.synclag import SyncMetrics, SyncPairRunner
 from tests.helpers import ExporterProcess, SandboxProcess, sample, write_config
@@ -59,7 +60,7 @@ probes:
 
 
 def marked(crm: SandboxProcess) -> list[dict]:
-    response = httpx.get(crm.url + "/api/v1/contacts", params={"email_prefix": "crmpulse-sandbox-hook",
+    response = httpx.get(crm.url + "/api/v1/contacts", params={"email_prefix": str(pair_marker("sandbox", "hook")),
                                                                "limit": 200},
                          headers={"Authorization": f"Bearer {crm.token()}"})
     return list(response.json()["data"])

@@ -85,7 +85,8 @@ def wait_for_counts(crm: SandboxProcess, expected: dict[str, int], timeout: floa
 
 def smoke(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     code = main(["smoke", "-c", str(path)])
-    return code, capsys.readouterr().out
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
 
 
 def exporter_run(path: Path, vendor: Vendor, crm: SandboxProcess) -> dict[str, float]:

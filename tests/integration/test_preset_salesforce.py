@@ -93,6 +93,9 @@ def test_a_short_load_test_passes_its_gates_and_leaves_nothing(tmp_path: Path, s
                             tmp_path / "report")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert report["verdict"] == "PASS"
+    failed = {name: op["failures"] for name, op in report["operations"].items() if op["failures"]}
+    assert failed == {}, report.get("errors")
+    assert report["cleanup"]["left"] == 0
     assert wait_for_counts(sf, before) == before
 
 

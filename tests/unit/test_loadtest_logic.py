@@ -151,3 +151,18 @@ def test_locust_options_that_would_be_ignored_are_refused(arg: str) -> None:
 
 def test_options_locust_honours_pass_through() -> None:
     assert refused_options(["--stop-timeout", "5", "--reset-stats", "--loglevel", "INFO"]) == []
+
+
+def test_made_up_emails_fit_what_crms_accept_and_carry_the_marker_when_it_fits() -> None:
+    from crmpulse.loadtests.data import Faker
+    from crmpulse.markers import markers_in, run_marker
+
+    for target in ("sf", "salesforce", "dynamics365", "a" * 40, "b" * 63):
+        marker = run_marker(target)
+        contacts = [Faker(str(marker), seed=seed).contact() for seed in range(50)]
+        for contact in contacts:
+            local, _, domain = contact["email"].partition("@")
+            assert (len(contact["email"]) <= 80, len(local) <= 64, domain) == (True, True, "crmpulse.example")
+            assert marker in markers_in(contact)  # the tags carry it whatever the email holds
+        in_email = [marker in markers_in({"email": c["email"]}) for c in contacts]
+        assert all(in_email) == (len(str(marker)) <= 55), target

@@ -82,8 +82,8 @@ def surface(sb: Sandbox) -> Surface:
     meter = DataverseMeter(sb.meters)
     auth = EntraAuth(sb)
     api = WebApi(sb)
-    render = webhooks.render(sb)
     base: dict[str, str] = {}
+    render = webhooks.render(sb, base)
 
     def make_hook(body: WebhookStep) -> Hook:
         if body.tenant not in sb.tenants:
@@ -93,7 +93,6 @@ def surface(sb: Sandbox) -> Surface:
         return Hook(f"wh_{secrets.token_hex(6)}", body.url, body.tenant, render, list(body.messages),
                     retry=webhooks.RETRY, kind="dynamics",
                     options={"entities": list(body.entities), "auth": body.auth, "value": dict(body.value),
-                             "organization": base.get("host", "127.0.0.1"),
                              "step": "5a1d0000-0000-4000-8000-" + secrets.token_hex(6)})
 
     async def token(request: Request) -> Response:

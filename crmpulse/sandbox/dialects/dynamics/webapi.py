@@ -291,7 +291,7 @@ class WebApi:
                 raise bad_query(str(exc)) from None
         top = None
         if "$top" in params:
-            if not params["$top"].isdigit() or len(params["$top"]) > 9:
+            if not (params["$top"].isascii() and params["$top"].isdigit()) or len(params["$top"]) > 9:
                 raise bad_query(f"Invalid value '{params['$top'][:20]}' for $top query option found.")
             top = int(params["$top"])
         preferences = prefers(request)
@@ -299,7 +299,7 @@ class WebApi:
         page_size = MAX_PAGE
         if "odata.maxpagesize" in preferences:
             size = preferences["odata.maxpagesize"]
-            if not size.isdigit() or not 1 <= int(size) <= MAX_PAGE:
+            if not (size.isascii() and size.isdigit()) or not 1 <= int(size) <= MAX_PAGE:
                 raise bad_query(f"The odata.maxpagesize preference must be 1 to {MAX_PAGE}, got "
                                 f"'{size[:20]}'.")
             page_size = int(size)

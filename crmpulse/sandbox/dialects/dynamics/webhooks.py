@@ -45,7 +45,10 @@ def _date(stamp: str | None) -> str | None:
     return f"/Date({int(moment.timestamp() * 1000)})/"
 
 
-def render(sb: Sandbox) -> Any:
+def render(sb: Sandbox, base: dict[str, str]) -> Any:
+    """Deliveries in Dataverse's shape; ``base["host"]`` is the organization's host as clients
+    reach it (learned from their token requests, read at delivery so a hook registered
+    before any token request still names the right host)."""
     def one(hook: Hook, table: str, op: str, record: dict[str, Any],
             changed: tuple[str, ...]) -> list[Delivery]:
         obj = next((o for o in ENTITIES.values() if o.table == table and o.member(record)), None)
@@ -104,7 +107,7 @@ def render(sb: Sandbox) -> Any:
             "PrimaryEntityName": logical, "RequestId": str(uuid.uuid4()), "SecondaryEntityName": "none",
             "SharedVariables": [], "Stage": 40, "UserId": caller}
         headers = {"Content-Type": "application/json",
-                   "x-ms-dynamics-organization": hook.options["organization"],
+                   "x-ms-dynamics-organization": base.get("host", "127.0.0.1"),
                    "x-ms-dynamics-entity-name": logical, "x-ms-dynamics-request-name": message,
                    "x-ms-correlation-request-id": correlation}
         url = None

@@ -97,7 +97,7 @@ def bad_input(message: str) -> Failed:
 
 def _ms_or_iso(text: str) -> datetime | None:
     try:
-        if text.isdigit() and len(text) <= 16:
+        if (text.isascii() and text.isdigit()) and len(text) <= 16:
             return datetime.fromtimestamp(int(text) / 1000, UTC)
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -349,7 +349,7 @@ class Crm:
         self.need(who, obj, write=False)
         params = request.query_params
         limit_text = params.get("limit", "10")
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
+        if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= 100:
             raise bad_input(f"limit must be a number from 1 to 100, got {limit_text[:20]}")
         limit = int(limit_text)
         props = self.properties_param(request)
@@ -357,7 +357,7 @@ class Crm:
         after_text = params.get("after")
         if params.get("archived") == "true":
             archived = list(self.archive.get((obj.name, who.user.tenant), ()))
-            start = int(after_text) if after_text and after_text.isdigit() else 0
+            start = int(after_text) if after_text and (after_text.isascii() and after_text.isdigit()) else 0
             page = archived[start:start + limit]
             body: dict[str, Any] = {"results": [self.render(obj, r, props, associations, r["archivedAt"])
                                                 for r in page]}
@@ -550,7 +550,7 @@ class Crm:
             if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 200:
                 raise bad_input("limit must be a number from 0 to 200")
             after = str(after) if isinstance(after, str | int) and not isinstance(after, bool) else "x"
-            if not after.isdigit() or len(after) > 9:
+            if not (after.isascii() and after.isdigit()) or len(after) > 9:
                 raise bad_input("after must be a numeric offset")
             offset = int(after)
             if offset + limit > 10_000:

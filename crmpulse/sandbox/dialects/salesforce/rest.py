@@ -499,7 +499,8 @@ class Rest:
     def more(self, call: Call, locator: str) -> Result:
         name, _, position = locator.partition("-")
         state = self.locators.get(name)
-        if state is None or state["user"] != call.principal.user.id or not position.isdigit() \
+        if state is None or state["user"] != call.principal.user.id \
+                or not (position.isascii() and position.isdigit()) \
                 or time.time() - state["at"] > 900 or int(position) > state["total"]:
             return sf_error(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
         return self.batch(state, int(position), call)

@@ -192,7 +192,7 @@ class _Parser:
 
     def integer(self, what: str) -> int:
         token = self.peek()
-        if token is None or token.kind != "number" or not token.text.isdigit():
+        if token is None or token.kind != "number" or not (token.text.isascii() and token.text.isdigit()):
             found = token.text if token else "end of query"
             raise self.fail(f"unexpected token: '{found}' (expected {what})", token)
         self.take()
