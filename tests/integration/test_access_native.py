@@ -197,6 +197,29 @@ def test_the_sandbox_example_in_the_docs_holds_against_the_sandbox(
     assert marked_contacts(crm.url) == 0
 
 
+def test_the_key_reference_in_the_docs_loads_and_names_every_key_of_every_access_kind(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    from crmpulse import load_config
+    from crmpulse.config import ACCESS_CHECKS
+
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    text = docs_block("access-reference")
+    loaded = load_config(write_config(tmp_path, text))  # a bad key or name would exit 2 here
+    assert [c.kind for c in loaded.config.probes.checks] == [
+        "isolation", "role_scope", "exposure", "revocation", "bruteforce"]
+    written = {c["kind"]: set(c) for c in yaml.safe_load(text)["probes"]["checks"]}
+    for model in ACCESS_CHECKS:
+        keys = {field.alias or name for name, field in model.model_fields.items()}
+        kind = model.model_fields["kind"].annotation.__args__[0]  # type: ignore[union-attr]
+        assert written[kind] <= keys, (kind, written[kind] - keys)
+        common = {"interval", "timeout", "jitter", "any_target"}  # shown once, on the first check
+        assert keys - common <= written[kind], (kind, "keys the docs do not show:",
+                                                keys - common - written[kind])
+
+
 @pytest.fixture(scope="module")
 def running(sandbox: SandboxProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExporterProcess]:
     sandbox.admin.post("/admin/reset")
