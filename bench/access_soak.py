@@ -21,9 +21,11 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import IO
 
 import httpx
 import yaml
@@ -38,6 +40,11 @@ from tests.helpers import parse_metrics  # noqa: E402
 ACCESS = ("tenant_isolation", "restricted_role", "personal_data", "token_revocation", "login_lockout")
 
 
+def _drain(stream: IO[str]) -> None:
+    for _ in stream:
+        pass
+
+
 def start(command: list[str], pattern: str) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=os.environ)
@@ -46,6 +53,8 @@ def start(command: list[str], pattern: str) -> tuple[subprocess.Popen[str], int]
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if match := re.search(pattern, line):
+            # keep reading what it prints: a full pipe would block it mid-soak
+            threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
             return proc, int(match.group(1))
         if not line and proc.poll() is not None:
             break
@@ -118,6 +127,7 @@ def main() -> int:
         export = httpx.get(url + "/api/v1/export/contacts",
                            headers={"Authorization": f"Bearer {token}"}).text
         left = sum(1 for line in export.splitlines() if "crmpulse-sandbox-access-" in line)
+        logins = httpx.get(url + "/admin/access", headers={"X-Admin-Token": "sandbox-admin"}).json()["logins"]
     finally:
         for proc in (exporter, sandbox):
             if proc is not None:
@@ -138,7 +148,11 @@ def main() -> int:
                      if name == "crmpulse_check_failures_total" and dict(labels).get("check") == check)
         failed_any = failed_any or failed > 0 or runs < 2
         print(f"{check:18} {runs:5.0f} {failed:6.0f} {mean(check) * 1000:7.1f}ms {mean(check) / peer:11.1f}x")
-    print(f"\nprotections reported broken: {dict(broken) or 'none'}; personal data counted: "
+    # a run that starts while the previous run's lock holds sends no wrong password and holds
+    # on the CRM's "locked" answer: only runs after the lockout ends test the throttle afresh
+    print(f"\ncanary locked by wrong passwords {logins['locks']} times (sandbox lockout "
+          f"{logins['lockout_s']:g}s; the other login_lockout runs found it still locked)")
+    print(f"protections reported broken: {dict(broken) or 'none'}; personal data counted: "
           f"{dict(exposed) or 'none'}; marked records left: {left}")
     ok = not failed_any and not broken and not exposed and left == 0
     print("HOLDS: every access probe held on every run" if ok else "FAILED")
