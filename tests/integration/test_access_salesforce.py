@@ -18,7 +18,7 @@ import yaml
 
 from crmpulse.profile import BUILTIN_DIR
 from tests.helpers import ExporterProcess, SandboxProcess, sample, write_config
-from tests.integration.test_access_native import docs_block, holds, run_once, wait_runs
+from tests.integration.test_access_native import docs_block, healthy_before, holds, run_once, wait_runs
 
 SECRETS = {"SALESFORCE_CLIENT_SECRET": "sandbox-secret", "TENANT2_SECRET": "tenant2-secret",
            "RESTRICTED_SECRET": "restricted-secret", "REVOKED_TOKEN": "sandbox-integration-token",
@@ -177,7 +177,7 @@ def test_each_fault_knob_fails_its_probe_in_the_salesforce_dialect(
         running: ExporterProcess, sf: SandboxProcess, knob: dict, broken: set[tuple[str, str]]) -> None:
     sf.admin.delete("/admin/faults")
     affected = {check for check, _ in broken}
-    wait_runs(running, affected, 1, target="salesforce")
+    healthy_before(running, broken, SERIES, target="salesforce")
     sf.faults(**knob)
     try:
         metrics = wait_runs(running, {check for check, _, _ in SERIES}, 2, target="salesforce")
