@@ -692,8 +692,15 @@ def _no_constant(name: str) -> Any:
 
 
 def loads_json(body: bytes | str) -> Any:
-    """Parse JSON strictly: NaN and Infinity, which Python's json accepts, are refused."""
-    return json.loads(body, parse_constant=_no_constant)
+    """Parse JSON strictly: NaN and Infinity, which Python's json accepts, are refused.
+
+    Raises ValueError for anything that is not JSON, including JSON nested deeper than
+    Python's parser goes (a CRM's ``[[[[...`` would otherwise raise RecursionError).
+    """
+    try:
+        return json.loads(body, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def _link_next(header: str) -> str | None:

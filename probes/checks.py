@@ -1,4 +1,5 @@
-"""Check kinds: http, journey, tls, protection. Each run returns an Outcome, never raises.
+"""Check kinds: http, journey, tls, protection, and the access kinds (access.py). Each run
+returns an Outcome, never raises.
 
 A run executes under its own deadline; whatever goes wrong (the CRM hangs, resets,
 sends 10 MB, presents a bad certificate, stops enforcing auth) becomes a failed
@@ -43,6 +44,7 @@ from crmpulse.contract import PHASES
 from crmpulse.profile import RenderedRequest
 from crmpulse.steps import evaluate_expect
 
+from .access import ACCESS_RUNNERS, AccessFindings
 from .transport import ProbeTransport, peer_certificate
 
 __all__ = ["Outcome", "StepOutcome", "TargetRunner"]
@@ -78,6 +80,10 @@ class Outcome:
     log: list[str] = field(default_factory=list)
     finished_at: float = 0.0
     left_behind: int = 0
+    access: AccessFindings | None = None
+    #: sessions besides the run's own whose records are deleted after the run (access checks
+    #: act as several credentials, and each deletes what it created)
+    cleanups: list[Session] = field(default_factory=list, repr=False)
 
     def fail(self, reason: str, message: str) -> Outcome:
         if self.success:  # the first failure is the one that explains the run
@@ -150,7 +156,8 @@ class TargetRunner:
                 for phase, value in trace.phases().items():
                     outcome.phases[phase] += value
             outcome.log = [*(probe.log or []), *outcome.log]
-            await self._cleanup(session, outcome)
+            for made in (*outcome.cleanups, session):
+                await self._cleanup(made, outcome)
             PROBE_CONTEXT.reset(token)
             outcome.finished_at = time.time()
         return outcome
@@ -176,9 +183,10 @@ class TargetRunner:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(max(5.0, self.target.timeout)):
                 await self.client.run(session.cleanup())
-        outcome.left_behind = len(session.ledger.pending)
-        if outcome.left_behind:
-            outcome.log.append(f"cleanup left {outcome.left_behind} record(s); the sweeper removes them")
+        left = len(session.ledger.pending)
+        outcome.left_behind += left
+        if left:
+            outcome.log.append(f"cleanup left {left} record(s); the sweeper removes them")
 
 
 # -- http ---------------------------------------------------------------------------------
@@ -358,4 +366,5 @@ def _plain_http_url(check: ProtectionCheck, url: str) -> str:
     return urlunsplit(("http", parts.hostname or "", parts.path, parts.query, ""))
 
 
-_RUNNERS = {"http": run_http, "journey": run_journey, "tls": run_tls, "protection": run_protection}
+_RUNNERS = {"http": run_http, "journey": run_journey, "tls": run_tls, "protection": run_protection,
+            **ACCESS_RUNNERS}

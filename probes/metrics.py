@@ -36,6 +36,7 @@ from crmpulse import __version__, contract
 from crmpulse.config import Check
 from crmpulse.contract import PROBE_REJECT_REASONS, Metric
 
+from .access_metrics import AccessMetrics
 from .checks import Outcome
 from .exposition import CheckStore, deflate, gzip_join
 
@@ -77,6 +78,7 @@ class ProbeMetrics:
         self.probes_rejected = make(m.PROBES_REJECTED, registry)
         for reason in PROBE_REJECT_REASONS:
             self.probes_rejected.labels(reason)
+        self.access = AccessMetrics(registry)
 
     def reloaded(self, ok: bool) -> None:
         self.reloads.labels("success" if ok else "failure").inc()
@@ -87,13 +89,16 @@ class ProbeMetrics:
     def prepare(self, target: str, check: Check, phase_series: bool = True) -> None:
         """Create every series the check can produce, at zero (kept when its shape is unchanged)."""
         self.checks.prepare(target, check, phase_series)
+        self.access.prepare(target, check)
 
     def forget(self, target: str, check_name: str) -> None:
         """Remove a check's series (it left the configuration)."""
         self.checks.forget(target, check_name)
+        self.access.forget(target, check_name)
 
     def record(self, target: str, outcome: Outcome) -> None:
         self.checks.record(target, outcome)
+        self.access.record(target, outcome)
 
     def overrun(self, target: str, check_name: str, missed: int) -> None:
         self.checks.overrun(target, check_name, missed)

@@ -337,6 +337,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from ..client import Client
     from ..config import load_config
     from ..markers import (
+        access_targets,
         family_marker,
         loadtest_targets,
         run_marker,
@@ -358,6 +359,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         targets = loadtest_targets(loaded, family, lambda found: any(
             m.kind == "lt" and m.target == target_name for m in found))
         targets += sync_targets(loaded)
+        targets += access_targets(loaded)
     if not targets:
         print(f"crmpulse: profile {loaded.profile.name} has no sweep section and no sync pairs are "
               "configured: nothing tells crmpulse how to list marked records", file=sys.stderr)
