@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "API_QUOTA_METRICS",
     "FAILURE_REASONS",
     "LOADTEST_METRICS",
     "METRICS",
@@ -192,6 +193,23 @@ CHECKS_CONFIGURED = Metric("crmpulse_checks_configured", "gauge",
                            "Checks in the running configuration.", ("target",))
 
 # -- /probe (multi-target pattern): blackbox_exporter's names, so its dashboards work -----
+# -- API quotas (read from the CRM's responses and limits operations; crmpulse.quota) ------
+_QUOTA = ("target", "quota", "window")
+API_QUOTA_USED = Metric("crmpulse_api_quota_used", "gauge",
+                        "How much of the CRM's API quota is spent in its window, as the CRM last said.",
+                        _QUOTA)
+API_QUOTA_LIMIT = Metric("crmpulse_api_quota_limit", "gauge",
+                         "The CRM's API quota for its window, as the CRM last said.", _QUOTA)
+API_QUOTA_RESET = Metric("crmpulse_api_quota_reset_timestamp_seconds", "gauge",
+                         "When the quota's window resets, when the CRM says (unix time).", _QUOTA)
+API_QUOTA_WINDOW = Metric("crmpulse_api_quota_window_seconds", "gauge",
+                          "The quota's window as the profile documents it (its forecast horizon "
+                          "when the CRM names no reset time).", _QUOTA)
+API_QUOTA_OBSERVED = Metric("crmpulse_api_quota_observed_timestamp_seconds", "gauge",
+                            "When the CRM last reported the quota (unix time).", _QUOTA)
+API_QUOTA_METRICS = (API_QUOTA_USED, API_QUOTA_LIMIT, API_QUOTA_RESET, API_QUOTA_WINDOW,
+                     API_QUOTA_OBSERVED)
+
 PROBE_SUCCESS = Metric("probe_success", "gauge", "Whether the probe succeeded.")
 PROBE_DURATION = Metric("probe_duration_seconds", "gauge",
                         "How long the probe took to complete in seconds.")
@@ -214,7 +232,7 @@ METRICS = (*SYNC_METRICS, *LOADTEST_METRICS, CHECK_SUCCESS, CHECK_RUNS, CHECK_FA
            CHECK_DURATION, CHECK_PHASE, CHECK_LAST_RUN, CHECK_STATUS_CODE, CHECK_OVERRUNS,
            JOURNEY_STEP_DURATION, JOURNEY_STEP_FAILURES, JOURNEY_AUTH_DURATION, TLS_EXPIRY,
            TLS_CHAIN_VALID, PROTECTION_HOLDS, BUILD_INFO, CONFIG_RELOAD_OK, CONFIG_RELOAD_TIME,
-           CONFIG_RELOADS, SCRAPE_DURATION, CHECKS_CONFIGURED)
+           CONFIG_RELOADS, SCRAPE_DURATION, CHECKS_CONFIGURED, *API_QUOTA_METRICS)
 
 # -- recorded series (Prometheus recording rules written by `crmpulse alerts`) ------------
 @dataclass(frozen=True)
@@ -273,8 +291,9 @@ PANEL_PROTECTIONS = Panel("crmpulse-overview", 105, "Protections")
 PANEL_CERT_EXPIRY = Panel("crmpulse-overview", 106, "Certificate expires in")
 PANEL_CERT_CHAIN = Panel("crmpulse-overview", 107, "Certificate chain valid")
 PANEL_BURN_RATE = Panel("crmpulse-overview", 108, "Burn rate (1 h window)")
+PANEL_API_QUOTA = Panel("crmpulse-overview", 109, "API quota used")
 PANELS = (PANEL_FAILURES, PANEL_LATENCY, PANEL_SYNC_LAG, PANEL_CHECK_STATUS, PANEL_PROTECTIONS,
-          PANEL_CERT_EXPIRY, PANEL_CERT_CHAIN, PANEL_BURN_RATE)
+          PANEL_CERT_EXPIRY, PANEL_CERT_CHAIN, PANEL_BURN_RATE, PANEL_API_QUOTA)
 
 
 #: Base buckets for request durations; SLO thresholds are merged in so every latency

@@ -47,6 +47,7 @@ from crmpulse.redact import redact
 from .checks import Outcome, TargetRunner
 from .metrics import ProbeMetrics
 from .probeparams import ProbeRefused, parse_probe_request
+from .quota import QuotaCollector, watch_limits
 from .scheduler import Scheduler
 from .synclag import SweepReport, SyncMetrics, SyncPairRunner
 
@@ -84,6 +85,7 @@ class Exporter:
         self.pairs: dict[str, SyncPairRunner] = {}
         self.scheduler: Scheduler | None = None
         self.probe_runners: OrderedDict[str, TargetRunner] = OrderedDict()
+        self.quota_task: asyncio.Task[None] | None = None  # reads the profile's limits operations
         self.lock = asyncio.Lock()
         self.started = time.time()
 
@@ -96,6 +98,8 @@ class Exporter:
         registry = CollectorRegistry()
         self.metrics = ProbeMetrics(registry, check_buckets)
         self.sync_metrics = SyncMetrics(registry, sync_buckets)
+        registry.register(QuotaCollector(
+            lambda: (self.target, self.runner.quota) if self.runner is not None else None))
 
     def _pair_runners(self) -> dict[str, SyncPairRunner]:
         assert self.runner is not None
@@ -133,12 +137,19 @@ class Exporter:
                                    self.loaded.config.probes.concurrency, self._record,
                                    self._overrun, spread=self.spread)
         self.scheduler.start()
+        if self.runner.quota.from_operation:
+            self.quota_task = asyncio.create_task(watch_limits(self.runner))
         self.metrics.reloaded(True)
         log.info("started target=%s checks=%d", self.target, len(self.loaded.config.probes.checks))
 
     async def stop(self) -> None:
         if self.scheduler:
             await self.scheduler.stop()
+        task, self.quota_task = self.quota_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for pair in self.pairs.values():
             await pair.stop()
         self.pairs = {}
