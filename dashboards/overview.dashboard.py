@@ -70,6 +70,15 @@ def build(config: Config) -> Dashboard:
                     (f"{c.TLS_CHAIN_VALID.series}{{{SEL}}}", "{{check}}"),
                     thresholds=[{"value": None, "color": "red"}, {"value": 1, "color": "green"}]), 12, 5,
                anchor=c.PANEL_CERT_CHAIN)
+    layout.row("API quotas")
+    layout.add(timeseries("API quota used", "Share of each CRM API quota spent in its window, as the CRM "
+                          "last reported it (headers of every response, or its limits API). A quota "
+                          "spent refuses every integration that shares it until it resets.",
+                          (f"100 * {c.API_QUOTA_USED.series}{{{SEL}}} / {c.API_QUOTA_LIMIT.series}{{{SEL}}}",
+                           "{{quota}} ({{window}})"), unit="percent",
+                          thresholds=[{"value": None, "color": "green"}, {"value": 80, "color": "orange"},
+                                      {"value": 95, "color": "red"}]), 24, 8,
+               anchor=c.PANEL_API_QUOTA)
 
     LOAD_TESTS = Annotations(list=[{
         "datasource": {"type": "prometheus", "uid": "${datasource}"}, "enable": True,

@@ -19,8 +19,12 @@ RUNBOOKS = REPO / "alerts" / "runbooks"
 
 
 def example_config(tmp_path: Path) -> Path:
-    """The starter config, plus a TLS check so every companion alert is generated."""
+    """The starter config, plus a TLS check and an API quota so every companion alert is generated."""
     text = (REPO / "crmpulse" / "starter.yaml").read_text()
+    profile = (REPO / "crmpulse" / "profiles" / "sandbox.yaml").read_text()
+    (tmp_path / "sandbox-quota.yaml").write_text(profile + "\nquota:\n  - {name: daily, window: 24h, "
+                                                 "used: 'header:X-Quota-Used', limit: 'header:X-Quota-Limit'}\n")
+    text = text.replace("\nprofile: sandbox\n", "\nprofile: sandbox-quota.yaml\n", 1)
     text = text.replace("  sync:\n", "    - {name: certificate, kind: tls, interval: 1h, host: 127.0.0.1, port: 8443}\n  sync:\n", 1)
     path = tmp_path / "crmpulse.yaml"
     path.write_text(text)
