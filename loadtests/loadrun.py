@@ -49,7 +49,7 @@ from .journeys import JOURNEYS
 from .latency import PRECISION_NOTE, LatencyBook
 from .pacing import Pacer
 from .quota import read_quota, spent, under_floor
-from .report import EXIT_CODES, capacity_summary, verdict_of, write_reports
+from .report import EXIT_CODES, capacity_summary, quota_lines, verdict_of, write_reports
 from .safety import Plan, check, make_plan
 from .shapes import CRMShape, StagePlan, plan_stages, scale_stages
 
@@ -635,10 +635,8 @@ class LoadRun:
             print(f"crmpulse gate: {result.describe()}")
         if self.interrupted:
             print(f"crmpulse: interrupted: {self.interrupted}")
-        for name, row in data["quota"].items():
-            used = "unknown" if row["spent"] is None else f"{row['spent']:,.0f}"
-            print(f"crmpulse: API quota {name}: {used} spent during the run, "
-                  f"{row['remaining_after']:,.0f} of {row['limit']:,.0f} left")
+        for line in quota_lines(data):
+            print(f"crmpulse: {line}")
         print(f"crmpulse: records created {self.totals.created}, deleted "
               f"{self.totals.deleted + self.totals.swept}, left {self.totals.left}")
         print(f"crmpulse: verdict {self.verdict}; report {paths['html']} "

@@ -157,6 +157,8 @@ def test_a_run_whose_quota_falls_under_the_floor_aborts_cleans_up_and_reports_wh
     quota = report["quota"][name]
     assert quota["spent"] is not None and quota["spent"] >= squeezed[0] - quota["used_before"]
     assert quota["used_after"] == quota["used_before"] + quota["spent"]
-    assert f"crmpulse: API quota {name}: {quota['spent']:,.0f} spent during the run" in proc.stdout
+    said = f"API quota {name} ({WINDOW[vendor.preset]}): {quota['spent']:,.0f} spent during the run"
+    assert f"crmpulse: {said}" in proc.stdout
+    assert f"- {said}" in (tmp_path / "report" / "summary.md").read_text()
     assert report["cleanup"]["left"] == 0
     assert wait_for_counts(sandbox, before) == before
