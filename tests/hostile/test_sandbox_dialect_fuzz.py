@@ -525,9 +525,10 @@ def test_no_dataverse_request_gets_a_5xx_and_every_stored_row_reads_back(dialect
     assert json.loads(httpx.get(dialect.url + "/healthz").text)["status"] == "ok"
 
 
-# Characters Python calls digits that int() refuses ("²") or reads as numbers ("١٢", "１２"): a CRM
+# Characters Python calls digits that int() refuses (superscript two) or reads as numbers
+# (Arabic-Indic and fullwidth twelve): a CRM
 # answers 400 to a page size or cursor made of them, never 500 (found by the HubSpot fuzzing above).
-NON_ASCII_DIGITS = ["²", "١٢", "１２"]
+NON_ASCII_DIGITS = ["\u00b2", "\u0661\u0662", "\uff11\uff12"]
 
 
 @pytest.mark.parametrize("dialect", ["hubspot"], indirect=True)
@@ -555,3 +556,18 @@ def test_dataverse_paging_with_non_ascii_digits_is_a_400(dialect: SandboxProcess
         answer = httpx.get(dialect.url + "/api/data/v9.2/contacts",
                            headers={**headers, "Prefer": f"odata.maxpagesize={text}".encode()})
         assert answer.status_code in (200, 400), (text, answer.status_code, answer.text[:300])
+
+
+@pytest.mark.parametrize("dialect", ["salesforce"], indirect=True)
+def test_a_composite_body_nested_past_the_limit_is_a_400_and_one_at_the_limit_is_read(
+        dialect: SandboxProcess) -> None:
+    client = httpx.Client(base_url=dialect.url + "/services/data/v62.0", headers=salesforce_session(dialect))
+
+    def composite(depth: int) -> httpx.Response:
+        nested = "[" * depth + "]" * depth
+        body = ('{"allOrNone": true, "compositeRequest": [{"method": "POST", "referenceId": "a", '
+                f'"url": "/services/data/v62.0/sobjects/Account", "body": {nested}}}]}}')
+        return client.post("/composite", content=body, headers={"Content-Type": "application/json"})
+
+    assert composite(900).status_code == 400, composite(900).text[:300]  # was a 500 (found by fuzzing)
+    assert composite(60).status_code == 200  # the subrequest itself fails: an array is no Account

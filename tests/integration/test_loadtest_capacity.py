@@ -3,13 +3,17 @@ beyond N per second queue as on a saturated server. The finder must land within 
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.helpers import SandboxProcess
 from tests.integration.test_loadtest import config, marked, run
 
 
-@pytest.mark.parametrize("capacity", [150, 400])
+# 400 req/s keeps two cores busy for two and a half minutes; CI runs the search at one rate,
+# the long variants (CRMPULSE_FULL=1) at both.
+@pytest.mark.parametrize("capacity", [150, 400] if os.environ.get("CRMPULSE_FULL") else [150])
 def test_the_capacity_search_lands_within_15_percent_of_the_injected_capacity(
         crm: SandboxProcess, tmp_path, capacity: int) -> None:  # type: ignore[no-untyped-def]
     crm.faults(capacity_rps=capacity)

@@ -525,6 +525,8 @@ class Crm:
 
     def sorts(self, obj: ObjectMap, raw: Any) -> list[tuple[str, bool, bool | None]]:
         out: list[tuple[str, bool, bool | None]] = []
+        if raw is not None and not isinstance(raw, list):
+            raise bad_input("sorts must be a list of property names or sort objects")
         for item in raw or []:
             if isinstance(item, str):
                 name, descending = item.lstrip("-"), item.startswith("-")
