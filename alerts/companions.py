@@ -450,6 +450,56 @@ def _rejected_scenarios(ctx: Context, rule: AlertRule) -> list[Scenario]:
     rejected: Values = [0.0 if m < start else 1.0 for m in range(start + 6)]
     return [Scenario("a delivery with a wrong signature", {name: rejected}, start, start,
                      _labels(rule, target=ctx.target, pair=pair))]
+# -- API quota ---------------------------------------------------------------------------------
+
+#: How far back the usage rate is measured, and how long a forecast must hold before a ticket.
+QUOTA_RATE_WINDOW = 1800.0
+QUOTA_FOR = 300.0
+
+
+def _quota_exhaustion(ctx: Context) -> AlertRule | None:
+    if not ctx.loaded.profile.quota:
+        return None
+    t = f'target="{ctx.target}"'
+    used, limit = f"{c.API_QUOTA_USED.series}{{{t}}}", f"{c.API_QUOTA_LIMIT.series}{{{t}}}"
+    reset, window = f"{c.API_QUOTA_RESET.series}{{{t}}}", f"{c.API_QUOTA_WINDOW.series}{{{t}}}"
+    link, values = ctx.link(c.PANEL_API_QUOTA, 6 * 3600.0)
+    return AlertRule(
+        name="CrmApiQuotaExhaustion",
+        # time to exhaustion at the current rate (a falling count never runs out), against the
+        # time to the reset the CRM names, else the quota's documented window
+        expr=(f"({limit} - {used}) / clamp_min(deriv({used}[{ctx.w(QUOTA_RATE_WINDOW)}]), 0)"
+              f" < ({reset} - time() or {window})"),
+        for_=ctx.seconds(QUOTA_FOR), severity="warning",
+        summary="The CRM's API quota {{ $labels.quota }} runs out in [[value|humanizeDuration]] "
+                "at the current rate, before it resets",
+        description=("{{ $labels.target }}: at the rate of the last "
+                     f"{format_duration(QUOTA_RATE_WINDOW)}, API quota {{{{ $labels.quota }}}} "
+                     "(window {{ $labels.window }}) is spent before its window resets; once it is, "
+                     "the CRM refuses every integration that shares it until the reset. "
+                     f"{fires(QUOTA_FOR, 'the rate first forecasts exhaustion before the reset')} "
+                     f"Check first: the {c.PANEL_API_QUOTA.title} panel of the CRM overview, then "
+                     "which client is spending (a load test, a runaway sync, a retry loop)."),
+        runbook_url=ctx.runbook("CrmApiQuotaExhaustion"), values=values, dashboard_url=link,
+        panel=c.PANEL_API_QUOTA, delay=QUOTA_FOR)
+
+
+def _quota_exhaustion_scenarios(ctx: Context, rule: AlertRule) -> list[Scenario]:
+    spec = ctx.loaded.profile.quota[0]
+    window = format_duration(spec.window) if spec.window else "unknown"
+    labels = f'target="{ctx.target}",quota="{spec.name}",window="{window}"'
+    start, at = HISTORY, HISTORY + _minutes(rule.delay)
+    minutes = range(at + 6)
+    # a runaway client spends 12 % of a 100,000 quota a minute from `start`: the rate over the
+    # last half hour forecasts exhaustion within the day from its first minute
+    used: Values = [0.0 if m < start else 12000.0 * (m - start + 1) for m in minutes]
+    limit: Values = [100000.0 for _ in minutes]
+    window_seconds: Values = [86400.0 for _ in minutes]
+    series = {f"{c.API_QUOTA_USED.series}{{{labels}}}": used,
+              f"{c.API_QUOTA_LIMIT.series}{{{labels}}}": limit,
+              f"{c.API_QUOTA_WINDOW.series}{{{labels}}}": window_seconds}
+    return [Scenario("a runaway client spends the daily quota", series, start, at,
+                     _labels(rule, target=ctx.target, quota=spec.name, window=window))]
 
 
 COMPANIONS = (
@@ -465,6 +515,7 @@ COMPANIONS = (
     *(Companion(_ACCESS[kind][0], _access_alert(kind), _access_scenarios(kind)) for kind in _ACCESS),
     Companion("CrmWebhookSubscriptionFailing", _subscription_failing, _subscription_scenarios),
     Companion("CrmWebhookDeliveriesRejected", _deliveries_rejected, _rejected_scenarios),
+    Companion("CrmApiQuotaExhaustion", _quota_exhaustion, _quota_exhaustion_scenarios),
 )
 
 BURN_ALERTS = tuple(f"Crm{kind}BurnRate{speed}" for kind in ("Availability", "Latency", "SyncLag")

@@ -35,6 +35,7 @@ from .auth import AuthProvider, OperationTokenProvider, make_auth
 from .config import LoadedConfig, Target
 from .origins import format_origin, origin_of
 from .profile import OperationResult, Profile, RenderedRequest, loads_json
+from .quota import QuotaBook
 from .steps import Step, evaluate_expect
 from .templates import render
 
@@ -216,7 +217,7 @@ class Session:
 
     def __init__(self, target: Target, profile: Profile, auth: AuthProvider | None = None,
                  ledger: Ledger | None = None, force_authenticate: bool = True,
-                 allowed_hosts: Collection[str] | None = None) -> None:
+                 allowed_hosts: Collection[str] | None = None, quota: QuotaBook | None = None) -> None:
         self.target = target
         self.profile = profile
         self.auth = auth or make_auth(target, profile)
@@ -237,6 +238,9 @@ class Session:
         self.verdict: tuple[bool, str] = (True, "")
         self.auth_elapsed = 0.0  # time spent fetching tokens, for journeys to report apart
         self._fetching = 0  # depth of operation-token fetches under way
+        # every reply's quota headers (and a limits operation's body) land here; share one
+        # book between the sessions of a target to keep its latest readings in one place
+        self.quota = quota if quota is not None else QuotaBook(profile.quota)
 
     @property
     def base_url(self) -> str:
@@ -301,6 +305,8 @@ class Session:
             request.headers = headers  # the request is this flow's own: no copy needed
             reply = yield request
             assert isinstance(reply, Reply)
+            if self.quota:
+                self.quota.observe(request.operation, reply.status, reply.headers, reply.body)
             self.verdict = _OK if reply.status < 400 else (
                 False, f"{request.operation}: status {reply.status}")
             if reply.status == 401 and provider is not None and provider.refreshable and attempt == 1:

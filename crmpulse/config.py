@@ -699,6 +699,18 @@ class Shape(Model):
     multiple: float = Field(1.0, gt=0, description="peak as a multiple of normal traffic")
 
 
+class LoadTestQuota(Model):
+    """How a load test keeps within the CRM's API quotas (the profile's ``quota:``; docs/loadtests.md)."""
+
+    max_share: Ratio = Field(20.0, description="refuse a plan whose estimated requests exceed this "
+                             "share of what is left of a quota when the run starts")
+    floor: Ratio = Field(10.0, description="abort the run when what is left of a quota falls "
+                         "under this share of its limit")
+    read_with: str | None = Field(None, description="the operation that reads the quota before the "
+                                  "run when no quota spec names a limits operation (default: "
+                                  "whoami, list_accounts or list_contacts, the first the profile has)")
+
+
 class LoadTest(Model):
     journeys: dict[str, int] = Field(
         {"sales_rep": 5, "support_agent": 3, "marketing_import": 1, "integration_sync": 1,
@@ -716,6 +728,7 @@ class LoadTest(Model):
         "127.0.0.1:9688", description="host:port of the live metrics, or off")
     think_time: Duration = Field(1.0, description="mean pause between a user's tasks "
                                  "(closed model)")
+    quota: LoadTestQuota = LoadTestQuota()
 
 
 class Alerting(Model):
@@ -865,6 +878,8 @@ def _cross_check(config: Config, profile: Profile, systems: dict[str, tuple[Syst
             seen.add(item.name)
 
     unique(config.slos, ("slos",))
+    if config.loadtest.quota.read_with is not None:
+        need_op(config.loadtest.quota.read_with, ("loadtest", "quota", "read_with"))
     unique(config.probes.checks, ("probes", "checks"))
     unique(config.probes.sync, ("probes", "sync"))
     for i, check in enumerate(config.probes.checks):

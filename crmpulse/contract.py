@@ -17,6 +17,7 @@ from dataclasses import dataclass
 __all__ = [
     "ACCESS_KINDS",
     "ACCESS_METRICS",
+    "API_QUOTA_METRICS",
     "FAILURE_REASONS",
     "LOADTEST_METRICS",
     "METRICS",
@@ -234,6 +235,23 @@ PROBES_REJECTED = Metric("crmpulse_exporter_probes_rejected", "counter",
 PROBE_REJECT_REASONS = ("concurrency",)
 
 # -- /probe (multi-target pattern): blackbox_exporter's names, so its dashboards work -----
+# -- API quotas (read from the CRM's responses and limits operations; crmpulse.quota) ------
+_QUOTA = ("target", "quota", "window")
+API_QUOTA_USED = Metric("crmpulse_api_quota_used", "gauge",
+                        "How much of the CRM's API quota is spent in its window, as the CRM last said.",
+                        _QUOTA)
+API_QUOTA_LIMIT = Metric("crmpulse_api_quota_limit", "gauge",
+                         "The CRM's API quota for its window, as the CRM last said.", _QUOTA)
+API_QUOTA_RESET = Metric("crmpulse_api_quota_reset_timestamp_seconds", "gauge",
+                         "When the quota's window resets, when the CRM says (unix time).", _QUOTA)
+API_QUOTA_WINDOW = Metric("crmpulse_api_quota_window_seconds", "gauge",
+                          "The quota's window as the profile documents it (its forecast horizon "
+                          "when the CRM names no reset time).", _QUOTA)
+API_QUOTA_OBSERVED = Metric("crmpulse_api_quota_observed_timestamp_seconds", "gauge",
+                            "When the CRM last reported the quota (unix time).", _QUOTA)
+API_QUOTA_METRICS = (API_QUOTA_USED, API_QUOTA_LIMIT, API_QUOTA_RESET, API_QUOTA_WINDOW,
+                     API_QUOTA_OBSERVED)
+
 PROBE_SUCCESS = Metric("probe_success", "gauge", "Whether the probe succeeded.")
 PROBE_DURATION = Metric("probe_duration_seconds", "gauge",
                         "How long the probe took to complete in seconds.")
@@ -257,7 +275,8 @@ METRICS = (*SYNC_METRICS, *LOADTEST_METRICS, CHECK_SUCCESS, CHECK_RUNS, CHECK_FA
            JOURNEY_STEP_DURATION, JOURNEY_STEP_FAILURES, JOURNEY_AUTH_DURATION, TLS_EXPIRY,
            TLS_CHAIN_VALID, PROTECTION_HOLDS, BUILD_INFO, CONFIG_RELOAD_OK, CONFIG_RELOAD_TIME,
            CONFIG_RELOADS, SCRAPE_DURATION, CHECKS_CONFIGURED, CHECKS_RUNNING, SHARD_INFO,
-           PROBES_IN_FLIGHT, PROBES_REJECTED, *ACCESS_METRICS)
+           PROBES_IN_FLIGHT, PROBES_REJECTED, *ACCESS_METRICS,
+           *API_QUOTA_METRICS)
 
 # -- recorded series (Prometheus recording rules written by `crmpulse alerts`) ------------
 @dataclass(frozen=True)
@@ -318,8 +337,10 @@ PANEL_CERT_CHAIN = Panel("crmpulse-overview", 107, "Certificate chain valid")
 PANEL_BURN_RATE = Panel("crmpulse-overview", 108, "Burn rate (1 h window)")
 PANEL_ACCESS = Panel("crmpulse-overview", 109, "Access protections")
 PANEL_EXPOSURE = Panel("crmpulse-overview", 110, "Exposed personal data")
+PANEL_API_QUOTA = Panel("crmpulse-overview", 111, "API quota used")
 PANELS = (PANEL_FAILURES, PANEL_LATENCY, PANEL_SYNC_LAG, PANEL_CHECK_STATUS, PANEL_PROTECTIONS,
-          PANEL_CERT_EXPIRY, PANEL_CERT_CHAIN, PANEL_BURN_RATE, PANEL_ACCESS, PANEL_EXPOSURE)
+          PANEL_CERT_EXPIRY, PANEL_CERT_CHAIN, PANEL_BURN_RATE, PANEL_ACCESS, PANEL_EXPOSURE,
+          PANEL_API_QUOTA)
 
 
 #: Base buckets for request durations; SLO thresholds are merged in so every latency

@@ -51,6 +51,7 @@ from .templates import (
     render_path,
     syntax_problems,
 )
+from .units import format_duration
 
 __all__ = [
     "BUILTIN_PROFILES",
@@ -470,11 +471,17 @@ class QuotaSpec(_Model):
     remaining: QuotaValue | None = None
     limit: QuotaValue
     resets_at: Extract | None = Field(None, description="when the window resets (ISO 8601 or unix)")
+    every: Duration = Field(300.0, description="with an operation: read it at most this often")
+    load_test: bool = Field(True, description="load tests keep within this quota (its share and "
+                            "floor); false for a limit the load test's own app or user has to itself")
 
     @model_validator(mode="after")
     def _readable(self) -> QuotaSpec:
         if self.used is None and self.remaining is None:
             raise ValueError("a quota needs used or remaining (with limit)")
+        if self.every < 10:
+            raise ValueError(f'every: expected at least "10s" (each read spends quota too), '
+                             f'got "{format_duration(self.every)}"')
         if self.operation is None:
             for key in ("used", "remaining", "limit", "resets_at"):
                 value = getattr(self, key)
@@ -502,8 +509,11 @@ class QuotaSpec(_Model):
             found = value(spec)
             if isinstance(found, bool) or found is None:
                 return None
+            text = str(found).replace(",", "").strip()
+            if len(text) > 40 or not text.isascii() or "_" in text:
+                return None  # float() also reads "1_000" and non-ASCII digits
             try:
-                figure = float(str(found).replace(",", ""))
+                figure = float(text)
             except ValueError:
                 return None
             return figure if figure == figure and abs(figure) != float("inf") else None

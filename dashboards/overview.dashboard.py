@@ -91,6 +91,15 @@ def build(config: Config) -> Dashboard:
     layout.add(stat("Wrong passwords before lockout", "Wrong passwords the last bruteforce run sent "
                     "before the canary was throttled or locked (0: still locked from an earlier run).",
                     (f"{c.ACCESS_LOGIN_ATTEMPTS.series}{{{SEL}}}", "{{check}}")), 6, 7)
+    layout.row("API quotas")
+    layout.add(timeseries("API quota used", "Share of each CRM API quota spent in its window, as the CRM "
+                          "last reported it (headers of every response, or its limits API). A quota "
+                          "spent refuses every integration that shares it until it resets.",
+                          (f"100 * {c.API_QUOTA_USED.series}{{{SEL}}} / {c.API_QUOTA_LIMIT.series}{{{SEL}}}",
+                           "{{quota}} ({{window}})"), unit="percent",
+                          thresholds=[{"value": None, "color": "green"}, {"value": 80, "color": "orange"},
+                                      {"value": 95, "color": "red"}]), 24, 8,
+               anchor=c.PANEL_API_QUOTA)
 
     LOAD_TESTS = Annotations(list=[{
         "datasource": {"type": "prometheus", "uid": "${datasource}"}, "enable": True,

@@ -68,7 +68,7 @@ class CRMUser(FastHttpUser):
         # allowed_hosts: every request, whatever URL a response or variable produced, is
         # checked against the safety rail before it is sent (crmpulse.client.Session)
         self.session = Session(run.loaded.target, run.loaded.profile, force_authenticate=False,
-                               allowed_hosts=run.loaded.target.safety.allowed_hosts)
+                               allowed_hosts=run.loaded.target.safety.allowed_hosts, quota=run.quota)
         run.sessions.append(self.session)
         think = run.think_time
         self.wait_time = lambda: random.uniform(think * 0.5, think * 1.5)  # type: ignore[method-assign]

@@ -40,6 +40,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from crmpulse import ConfigError, LoadedConfig, load_config
 from crmpulse.client import Session
 from crmpulse.markers import Marker, family_marker, run_marker
+from crmpulse.quota import Quota, QuotaBook
 
 from .capacity import CapacityFinder, Step, capacity_problem, capacity_stages
 from .cleanup import CleanupTotals, clean_sessions, sweep_run
@@ -47,7 +48,8 @@ from .gate import GateResult, evaluate
 from .journeys import JOURNEYS
 from .latency import PRECISION_NOTE, LatencyBook
 from .pacing import Pacer
-from .report import EXIT_CODES, capacity_summary, verdict_of, write_reports
+from .quota import read_quota, spent, under_floor
+from .report import EXIT_CODES, capacity_summary, quota_lines, verdict_of, write_reports
 from .safety import Plan, check, make_plan
 from .shapes import CRMShape, StagePlan, plan_stages, scale_stages
 
@@ -152,6 +154,10 @@ class LoadRun:
         self.metrics_listen = options.crmpulse_metrics_listen or self.lt.metrics_listen
         self.pacer = Pacer(self.loaded.target.safety.max_rps)
         self.sessions: list[Session] = []
+        # every user's responses report the CRM's API quotas here (crmpulse.quota)
+        self.quota = QuotaBook(self.loaded.profile.quota)
+        self.quota_before: list[Quota] = []
+        self.quota_since = 0.0  # unix: readings from then on count for the floor
         self.book = LatencyBook()  # what this process's users recorded, not yet sent or merged
         self.pending = LatencyBook()  # merged since the monitor's last snapshot (the timeline)
         self.step_book = LatencyBook()  # merged since the capacity step began
@@ -265,6 +271,10 @@ class LoadRun:
             # the master's run id came with the spawn message: mark records alike
             self.run_id = environment.parsed_options.crmpulse_run_id or self.run_id
             return
+        if self.quota:  # what is spent before the first user starts: the report's "before"
+            read_quota(self.loaded, self.quota)
+            self.quota_before = self.quota.readings()
+        self.quota_since = time.time()
         self.started, self.started_at = time.monotonic(), time.time()
         self.state["running"] = 1
         self.monitor = gevent.spawn(self._monitor)
@@ -272,7 +282,8 @@ class LoadRun:
     # -- distributed: latencies and cleanup reports ------------------------------------
 
     def on_report_to_master(self, client_id: str, data: dict[str, Any]) -> None:
-        data["crmpulse"] = {"book": self.book.take().encode(), "throttled": self._take_throttled()}
+        data["crmpulse"] = {"book": self.book.take().encode(), "throttled": self._take_throttled(),
+                            "quota": [vars(q) for q in self.quota.readings()]}
 
     def _take_throttled(self) -> dict[str, int]:
         taken, self.throttled = self.throttled, {}
@@ -283,6 +294,8 @@ class LoadRun:
         payload = data.get("crmpulse")
         if payload:
             self._merge(LatencyBook.decode(payload["book"]), payload.get("throttled", {}))
+            for reading in payload.get("quota", []):
+                self.quota.put(Quota(**reading))
 
     def _merge(self, book: LatencyBook, throttled: dict[str, int]) -> None:
         self.merged.add(book)
@@ -325,6 +338,9 @@ class LoadRun:
             t = self.elapsed()
             self._pace(shape)
             self.state["users"] = self.runner.user_count
+            floor = under_floor(self.loaded, self.quota, self.quota_since) if self.quota else None
+            if floor and not self.stopping and not self.is_worker:
+                self.abort(floor)
             if not self.is_master:
                 self._merge(self.book.take(), self._take_throttled())
             if tick % 2 == 0:
@@ -598,11 +614,14 @@ class LoadRun:
             self._merge(self.book.take(), self._take_throttled())
         if self.started:
             sweep_run(self.loaded, self.marker, self.totals, deadline=time.monotonic() + CLEANUP_DEADLINE)
+        quota_after = read_quota(self.loaded, self.quota).readings() if (
+            self.quota and self.started and not self.is_worker) else []
         results = evaluate(self.lt.gates, self.merged, max(duration, 1e-6))
         if self.finder is not None:  # the search breaks gates on purpose: its steps are the result
             results = []
         validity = self._validity()
         data = self._report_data(results, validity, duration)
+        data["quota"] = spent(self.quota_before, quota_after, duration)
         if self.finder is not None:
             data["passed"] = validity["valid"] and self.finder.highest_held is not None
             data["capacity"] = self.finder.result()
@@ -616,6 +635,8 @@ class LoadRun:
             print(f"crmpulse gate: {result.describe()}")
         if self.interrupted:
             print(f"crmpulse: interrupted: {self.interrupted}")
+        for line in quota_lines(data):
+            print(f"crmpulse: {line}")
         print(f"crmpulse: records created {self.totals.created}, deleted "
               f"{self.totals.deleted + self.totals.swept}, left {self.totals.left}")
         print(f"crmpulse: verdict {self.verdict}; report {paths['html']} "

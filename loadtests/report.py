@@ -89,6 +89,16 @@ def write_reports(data: dict[str, Any], folder: Path) -> dict[str, Path]:
     return paths
 
 
+def quota_lines(data: dict[str, Any]) -> list[str]:
+    """One sentence per API quota: what the run spent, and what is left (loadtests/quota.py)."""
+    lines = []
+    for name, row in data.get("quota", {}).items():
+        spent = "an unknown amount" if row["spent"] is None else f"{row['spent']:,.0f}"
+        lines.append(f"API quota {name} ({row['window']}): {spent} spent during the run, "
+                     f"{row['remaining_after']:,.0f} of {row['limit']:,.0f} left")
+    return lines
+
+
 def markdown(data: dict[str, Any]) -> str:
     s = data["summary"]
     lines = [f"# Load test {data['run_id']}: {verdict_of(data)}", "",
@@ -102,6 +112,7 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append("- **Invalid run:** " + "; ".join(data["validity"]["reasons"]))
     if data.get("aborted"):
         lines.append(f"- **Aborted:** {data['aborted']}")
+    lines += [f"- {line}" for line in quota_lines(data)]
     lines += [f"- {line}" for line in _happened(data)]
     if data.get("capacity"):
         lines += [f"- **{capacity_summary(data['capacity'])}**", "",
@@ -174,7 +185,7 @@ def html_report(data: dict[str, Any]) -> str:
     invalid = "" if data["validity"]["valid"] else (
         "<p class='fail'>Invalid run: " + html.escape("; ".join(data["validity"]["reasons"])) + "</p>")
     aborted = f"<p class='fail'>Aborted: {html.escape(data['aborted'])}</p>" if data.get("aborted") else ""
-    happened = "".join(f"<li>{html.escape(line)}</li>" for line in _happened(data))
+    happened = "".join(f"<li>{html.escape(line)}</li>" for line in quota_lines(data) + _happened(data))
     if happened:
         aborted += f"<h2>What happened</h2><ul>{happened}</ul>"
     errors = "".join(f"<li>{html.escape(e['name'])}: {html.escape(e['error'])} "

@@ -36,6 +36,7 @@ from .capacity import CapacityFinder, capacity_problem, capacity_stages
 from .cleanup import CleanupTotals, call_retrying, sweep_run
 from .journeys import JOURNEYS
 from .latency import PRECISION_NOTE
+from .quota import plan_problems, read_quota
 from .report import EXIT_CODES, write_reports
 from .safety import check, make_plan
 from .shapes import plan_stages, scale_stages
@@ -165,6 +166,14 @@ def _run(loaded: LoadedConfig, config_path: str, dry_run: bool, workers: int, re
     if dry_run:
         print("Dry run: nothing was sent.", file=out)
         return 0
+    if not worker and loaded.profile.quota:
+        problems, notes = plan_problems(loaded, plan.requests, plan.duration, read_quota(loaded))
+        for note in notes:
+            print(f"  {note}", file=out, flush=True)
+        if problems:
+            for problem in problems:
+                print(f"crmpulse: refusing to run: {problem}", file=sys.stderr)
+            return 2
     if not worker:
         found = leftovers(loaded)
         if found:

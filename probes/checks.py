@@ -119,12 +119,14 @@ class TargetRunner:
                                   http=httpx.AsyncClient(**options,
                                                          transport=ProbeTransport(context)))
         self.auth = self.client.session.auth
+        self.quota = self.client.session.quota  # every session of this runner reports here
 
     async def aclose(self) -> None:
         await self.client.aclose()
 
     def session(self) -> Session:
-        return Session(self.target, self.loaded.profile, auth=self.auth, force_authenticate=False)
+        return Session(self.target, self.loaded.profile, auth=self.auth, force_authenticate=False,
+                       quota=self.quota)
 
     async def run(self, check: Check, timeout: float | None = None, debug: bool = False) -> Outcome:
         """Run ``check`` under ``timeout`` (default: the check's own); never raises."""

@@ -53,6 +53,7 @@ from .exposition import CheckStore
 from .memory import trim, tune_allocator
 from .metrics import ProbeMetrics
 from .probeparams import ProbeRefused, parse_probe_request
+from .quota import QuotaCollector, watch_limits
 from .scheduler import Scheduler
 from .sharding import shard_of
 from .synclag import SweepReport, SyncMetrics, SyncPairRunner
@@ -122,9 +123,12 @@ class Exporter:
         # reload that changes their buckets swaps them without touching the rest
         self.sync_registry, self.sync_metrics = _sync_metrics(sync_buckets)
         self.metrics.registry.register(_Forward(lambda: self.sync_registry))
+        self.metrics.registry.register(QuotaCollector(
+            lambda: (self.target, self.runner.quota) if self.runner is not None else None))
         self.current: RunningSet | None = None
         self.pending: RunningSet | None = None
         self.probe_runners: OrderedDict[str, TargetRunner] = OrderedDict()
+        self.quota_task: asyncio.Task[None] | None = None  # reads the profile's limits operations
         self.lock = asyncio.Lock()
         self.started = time.time()
         self.probes_running = 0
@@ -225,6 +229,8 @@ class Exporter:
         running = self.pending or self.build()
         self.pending = None
         self._activate(running)
+        if self.quota_task is None:  # follows the running set across reloads
+            self.quota_task = asyncio.create_task(watch_limits(lambda: self.runner))
         await self._start_pairs(running)
         _settle()
         self.metrics.reloaded(True)
@@ -256,6 +262,11 @@ class Exporter:
                 log.exception("sync pair %s did not start", pair.pair.name)
 
     async def stop(self) -> None:
+        task, self.quota_task = self.quota_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         running, self.current = self.current, None
         if running is not None:
             await running.scheduler.stop()

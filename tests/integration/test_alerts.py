@@ -60,9 +60,13 @@ CREDENTIALS = """\
 
 
 def example_config(tmp_path: Path) -> Path:
-    """The starter config, plus a TLS check, access checks of every kind and a webhook pair,
-    so every companion alert is generated."""
+    """The starter config, plus a TLS check, access checks of every kind, a webhook pair and
+    an API quota, so every companion alert is generated."""
     text = (REPO / "crmpulse" / "starter.yaml").read_text()
+    profile = (REPO / "crmpulse" / "profiles" / "sandbox.yaml").read_text()
+    (tmp_path / "sandbox-quota.yaml").write_text(profile + "\nquota:\n  - {name: daily, window: 24h, "
+                                                 "used: 'header:X-Quota-Used', limit: 'header:X-Quota-Limit'}\n")
+    text = text.replace("\nprofile: sandbox\n", "\nprofile: sandbox-quota.yaml\n", 1)
     text = text.replace("  sync:\n", ACCESS, 1).replace("  tls:\n", CREDENTIALS, 1)
     path = tmp_path / "crmpulse.yaml"
     path.write_text(text)

@@ -155,6 +155,10 @@ def test_probe_debug_returns_the_log_and_the_metrics_without_secrets(exporter: E
 
 
 def test_probe_fails_an_outage_with_its_reason(exporter: ExporterProcess, crm: SandboxProcess) -> None:
+    # a token from before the outage: the API's own 503 is the reason (without one, fetching
+    # the token fails first, and the reason is auth)
+    assert "probe_success 1.0" in httpx.get(exporter.url + "/probe", params={
+        "target": "sandbox", "module": "api_read"}).text
     crm.faults(outage=True)
     metrics = parse_metrics(httpx.get(exporter.url + "/probe", params={
         "target": "sandbox", "module": "api_read"}).text)
