@@ -9,7 +9,7 @@ firing at it. ``crmpulse alerts`` writes those scenarios to
 ``tests/companions.test.yml``; a test reads the stated delay back and compares it
 with the one promtool measured.
 
-To add one (a webhook subscription state, an API-quota forecast, an access probe):
+To add one (an API-quota forecast, say):
 append a :class:`Companion` here, write ``runbooks/<Name>.md``, and give it at least
 one :class:`Scenario`; the tests pick all three up.
 """
@@ -19,9 +19,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from crmpulse import ConfigError, Problem
 from crmpulse import contract as c
+from crmpulse.config import access_paths
 from crmpulse.units import format_duration
 
 from .rules import AlertRule, Context
@@ -295,6 +297,161 @@ def _certificate_invalid_scenarios(ctx: Context, rule: AlertRule) -> list[Scenar
                      _labels(rule, target=ctx.target, check=check))]
 
 
+# -- access ------------------------------------------------------------------------------------
+# One failed run is enough: a record another tenant can read, or a card number in an answer,
+# is an incident the first time, not an error budget to spend. Pages for data reaching the
+# wrong people now (isolation, role scope, exposure); tickets for defences that need an
+# attacker first (a revoked token still accepted, a login that never locks).
+
+_ACCESS = {
+    "isolation": ("CrmTenantIsolationBroken", "critical", c.PANEL_ACCESS,
+                  "Another tenant's credential reads this CRM's records: {{ $labels.path }} leaks",
+                  "a record the check created is visible to another tenant's credential on read path "
+                  "{{ $labels.path }} (check {{ $labels.check }}): customer data crosses tenants",
+                  "the run's message on the probe's landing page (which credential, which path), then "
+                  "the last change to that path's ownership or tenant filter"),
+    "role_scope": ("CrmRoleScopeBroken", "critical", c.PANEL_ACCESS,
+                   "A restricted CRM credential is allowed more than its role: {{ $labels.path }}",
+                   "the restricted credential of check {{ $labels.check }} was allowed "
+                   "{{ $labels.path }} (an operation it must be refused, or a hidden field): a role "
+                   "reads or changes what it should not",
+                   "the run's message (which operation or field), then the last change to roles, "
+                   "permission sets or field-level security"),
+    "exposure": ("CrmPersonalDataExposed", "critical", c.PANEL_EXPOSURE,
+                 "The CRM answers with personal data it must not show: {{ $labels.path }}",
+                 "answers of {{ $labels.path }} to the credential of check {{ $labels.check }} hold "
+                 "personal data beyond what the config allows (card numbers, IBANs, national ids, "
+                 "contacts the config does not expect)",
+                 "the Exposed personal data panel (which detector, which read), then the last change "
+                 "to serializers, API versions or field-level security"),
+    "revocation": ("CrmRevokedTokenAccepted", "warning", c.PANEL_ACCESS,
+                   "A revoked CRM token still works: {{ $labels.check }}",
+                   "a token that was revoked (path {{ $labels.path }}: revoke, one the check revoked; "
+                   "revoked, one the config names as revoked) is still accepted: a leaked credential "
+                   "cannot be cut off",
+                   "the run's message (how long it stayed valid), then the CRM's token cache or "
+                   "session store, and whether revocation reaches every API node"),
+    "bruteforce": ("CrmLoginThrottleMissing", "warning", c.PANEL_ACCESS,
+                   "The CRM no longer slows down password guessing: {{ $labels.check }}",
+                   "wrong passwords against the canary account of check {{ $labels.check }} were "
+                   "neither throttled nor locked it: password guessing is unlimited",
+                   "the run's message (how many attempts), then the identity provider's lockout and "
+                   "rate-limit policy"),
+}
+
+
+def _access_check(ctx: Context, kind: str) -> Any:
+    return next((check for check in ctx.loaded.config.probes.checks if check.kind == kind), None)
+
+
+def _access_alert(kind: str) -> Callable[[Context], AlertRule | None]:
+    name, severity, panel, summary, means, first = _ACCESS[kind]
+
+    def build(ctx: Context) -> AlertRule | None:
+        if _access_check(ctx, kind) is None:
+            return None
+        link, values = ctx.link(panel, 3600.0)
+        return AlertRule(
+            name=name, expr=f'{c.ACCESS_HOLDS.series}{{target="{ctx.target}",kind="{kind}"}} == 0',
+            severity=severity, summary=summary,
+            description=(f"{{{{ $labels.target }}}}: {means}. {fires(0, 'a run finds it broken')} "
+                         f"Check first: {first}; the {panel.title} panel of the CRM overview."),
+            runbook_url=ctx.runbook(name), values=values, dashboard_url=link, panel=panel)
+    return build
+
+
+def _access_scenarios(kind: str) -> Callable[[Context, AlertRule], list[Scenario]]:
+    def scenarios(ctx: Context, rule: AlertRule) -> list[Scenario]:
+        check = _access_check(ctx, kind)
+        path = access_paths(check)[0]
+        labels = {"check": check.name, "kind": kind, "path": path}
+        name = (f'{c.ACCESS_HOLDS.series}{{target="{ctx.target}",check="{check.name}",'
+                f'kind="{kind}",path="{path}"}}')
+        start = HISTORY
+        holds: Values = [1.0 if m < start else 0.0 for m in range(start + 6)]
+        return [Scenario(f"one {kind} run finds it broken", {name: holds}, start, start,
+                         _labels(rule, target=ctx.target, **labels))]
+    return scenarios
+
+
+# -- webhook subscriptions and deliveries ----------------------------------------------------
+
+SUBSCRIPTION_FAILING_FOR = 600.0
+
+
+def _webhook_pair(ctx: Context) -> Any:
+    return next((p for p in ctx.loaded.config.probes.sync if p.mode == "webhook"), None)
+
+
+def _subscription_failing(ctx: Context) -> AlertRule | None:
+    if _webhook_pair(ctx) is None:
+        return None
+    link, values = ctx.link(c.PANEL_SYNC_LAG, 3600.0)
+    held = SUBSCRIPTION_FAILING_FOR
+    return AlertRule(
+        name="CrmWebhookSubscriptionFailing",
+        expr=(f'{c.SYNC_SUBSCRIPTION.series}{{target="{ctx.target}",state=~"auth_failed|failed"}} '
+              "== 1"),
+        for_=ctx.seconds(held), severity="warning",
+        summary="crmpulse cannot subscribe to the CRM's webhooks: pair {{ $labels.pair }} is "
+                "{{ $labels.state }}",
+        description=("{{ $labels.target }}: the webhook subscription of sync pair {{ $labels.pair }} "
+                     f"has been {{{{ $labels.state }}}} for {format_duration(held)} (auth_failed: our "
+                     "credential may not subscribe; failed: the CRM refused the subscription), so the "
+                     "pair writes no records and measures nothing. "
+                     f"{fires(held, 'the subscription is first refused')} Check first: the probe's log "
+                     "line for the refusal (it names the status), the credential's scopes or "
+                     f"permissions for webhooks; the {c.PANEL_SYNC_LAG.title} panel of the CRM overview."),
+        runbook_url=ctx.runbook("CrmWebhookSubscriptionFailing"), values=values,
+        dashboard_url=link, panel=c.PANEL_SYNC_LAG, delay=held)
+
+
+def _subscription_scenarios(ctx: Context, rule: AlertRule) -> list[Scenario]:
+    pair = _webhook_pair(ctx).name
+    start = HISTORY
+    at = start + _minutes(rule.delay)
+    series: dict[str, Values] = {}
+    for state in c.SUBSCRIPTION_STATES:
+        name = f'{c.SYNC_SUBSCRIPTION.series}{{target="{ctx.target}",pair="{pair}",state="{state}"}}'
+        before = 1.0 if state == "subscribed" else 0.0
+        after = 1.0 if state == "auth_failed" else 0.0
+        series[name] = [before if m < start else after for m in range(at + 6)]
+    return [Scenario("our credential may not subscribe", series, start, at,
+                     _labels(rule, target=ctx.target, pair=pair, state="auth_failed"))]
+
+
+def _deliveries_rejected(ctx: Context) -> AlertRule | None:
+    if _webhook_pair(ctx) is None:
+        return None
+    link, values = ctx.link(c.PANEL_SYNC_LAG, 3600.0)
+    return AlertRule(
+        name="CrmWebhookDeliveriesRejected",
+        expr=(f"sum by (target, pair) (increase({c.SYNC_WEBHOOK_REJECTED.series}"
+              f'{{target="{ctx.target}"}}[{ctx.w(900)}])) > 0'),
+        severity="warning",
+        summary="Webhook deliveries that do not verify: sync pair {{ $labels.pair }}",
+        description=("{{ $labels.target }}: the probe's webhook receiver for sync pair "
+                     "{{ $labels.pair }} refused deliveries in the last 15 minutes (signature "
+                     "missing, malformed or not matching): forged deliveries, or a signing secret "
+                     "out of sync between the CRM and crmpulse. "
+                     f"{fires(0, 'a refused delivery is scraped')} Check first: "
+                     f"`sum by (reason) (increase({c.SYNC_WEBHOOK_REJECTED.series}[1h]))` (mismatch: "
+                     "the secret; missing: an unsigned sender), then who sends to the receiver; the "
+                     f"{c.PANEL_SYNC_LAG.title} panel of the CRM overview."),
+        runbook_url=ctx.runbook("CrmWebhookDeliveriesRejected"), values=values,
+        dashboard_url=link, panel=c.PANEL_SYNC_LAG)
+
+
+def _rejected_scenarios(ctx: Context, rule: AlertRule) -> list[Scenario]:
+    pair = _webhook_pair(ctx).name
+    name = (f'{c.SYNC_WEBHOOK_REJECTED.series}{{target="{ctx.target}",pair="{pair}",'
+            'reason="mismatch"}')
+    start = HISTORY
+    rejected: Values = [0.0 if m < start else 1.0 for m in range(start + 6)]
+    return [Scenario("a delivery with a wrong signature", {name: rejected}, start, start,
+                     _labels(rule, target=ctx.target, pair=pair))]
+
+
 COMPANIONS = (
     Companion("CrmProbesAbsent", _probes_absent, _probes_absent_scenarios),
     Companion("CrmSyncStalled", _sync_stalled, _sync_stalled_scenarios),
@@ -305,6 +462,9 @@ COMPANIONS = (
     Companion("CrmCertificateExpiring", _expiring("CrmCertificateExpiring", 3, "critical"),
               _expiring_scenarios(3)),
     Companion("CrmCertificateInvalid", _certificate_invalid, _certificate_invalid_scenarios),
+    *(Companion(_ACCESS[kind][0], _access_alert(kind), _access_scenarios(kind)) for kind in _ACCESS),
+    Companion("CrmWebhookSubscriptionFailing", _subscription_failing, _subscription_scenarios),
+    Companion("CrmWebhookDeliveriesRejected", _deliveries_rejected, _rejected_scenarios),
 )
 
 BURN_ALERTS = tuple(f"Crm{kind}BurnRate{speed}" for kind in ("Availability", "Latency", "SyncLag")

@@ -20,9 +20,7 @@ Traffic stays on 127.0.0.1; both runs stop by themselves.
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,14 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.badservers import BadServers  # noqa: E402
+from tests.helpers import ExporterProcess  # noqa: E402
 
 MISBEHAVING = ("hang", "reset", "huge", "invalid_json", "self_signed", "expired", "error", "down")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rss_mib(pid: int) -> float:
@@ -63,20 +56,12 @@ def config(urls: list[str]) -> str:
 def run(label: str, urls: list[str], seconds: float, folder: Path) -> tuple[list[float], float]:
     path = folder / f"{label.replace('/', '-').replace(' ', '_')}.yaml"
     path.write_text(config(urls))
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "crmpulse", "probe", "--config", str(path),
-                             "--listen", f"127.0.0.1:{port}", "--log-level", "error"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/metrics"
+    exporter = ExporterProcess(path, "--log-level", "error")
+    proc = exporter.proc
+    url = f"{exporter.url}/metrics"
     latencies: list[float] = []
     rss: list[float] = []
     try:
-        for _ in range(200):
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.05)
         end = time.monotonic() + seconds
         with httpx.Client(timeout=10) as client:
             while time.monotonic() < end:
@@ -89,8 +74,7 @@ def run(label: str, urls: list[str], seconds: float, folder: Path) -> tuple[list
         runs = sum(float(line.split()[-1]) for line in response.text.splitlines()
                    if line.startswith("crmpulse_check_runs_total{"))
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        exporter.stop()
     over = sum(1 for x in latencies if x > 0.25)
     peak = max(rss)
     third = max(1, len(rss) // 3)

@@ -88,6 +88,27 @@ CALLERS: dict[str, Caller] = {
         "this sweep", ("marker",), label="sync pair (every mode): sweep",
         calls="`sweep.operation`, then create's cleanup operation per marked record",
         passes="`sweep.with`, filled with `marker`; the cleanup gets the listed record's fields"),
+    "probes.checks.access.create": Caller(
+        "this create", ("marker", "nonce", "email", "phone"),
+        label="access check (`isolation`, `role_scope`, `exposure`): create",
+        calls="`create.operation` (role_scope: `own.operation` too; it must declare `cleanup`)",
+        passes="`create.with`, filled with `marker`, `nonce` and a synthetic `email` and `phone` "
+        "(default: `first_name`, `last_name`, `email`, `tags`)"),
+    "probes.checks.access.read": Caller(
+        "this read", ("marker", "nonce", "email", "phone", "other_id", "own_id"), after_create=True,
+        label="access check: `reads`, `denied`, `hidden_fields`",
+        calls="each `operation`, as the check's credential",
+        passes="its `with`, filled with what create sent and extracted (`id`), `marker`, `nonce`; "
+        "role_scope: `other_id`, `own_id`"),
+    "probes.checks.access.revoke": Caller(
+        "this revoke", ("token",), label="`revocation` check: revoke",
+        calls="`revoke.operation`, then `read.operation` until it is refused",
+        passes="`revoke.with`, filled with `token` (the fresh token it revokes); `read.with`"),
+    "probes.checks.access.login": Caller(
+        "this login", ("username", "password"), label="`bruteforce` check: login",
+        calls="`login.operation`: with the canary's password, then wrong ones, then its own again",
+        passes="`login.with`, filled with `username` and `password` (the credential's, or a wrong "
+        "one the check makes)"),
     "profile.sweep": Caller(
         "this sweep", ("marker",), label="load test end, `crmpulse sweep`: the profile's `sweep`",
         calls="each `sweep[].operation`, then `sweep[].delete` per marked record",
@@ -189,6 +210,8 @@ def check_callers(config: Config, profile: Profile, systems: dict[str, tuple[Sys
             checker.call((*where, "steps", j), CALLERS["probes.checks.steps"], step.operation,
                          step.with_, profile, variables, saved)
             saved |= set(step.save)
+    for i, check in enumerate(config.probes.checks):
+        _access_calls(checker, ("probes", "checks", i), check, profile, variables)
     for i, pair in enumerate(config.probes.sync):
         where = ("probes", "sync", i)
         checker.call((*where, "create"), CALLERS["probes.sync.create"], pair.create.operation,
@@ -216,6 +239,40 @@ def check_callers(config: Config, profile: Profile, systems: dict[str, tuple[Sys
         checker.call((*where, "sweep"), CALLERS["probes.sync.sweep"], pair.sweep.operation,
                      pair.sweep.with_, profile, variables)
     return checker.problems
+
+
+def _access_calls(checker: _Checker, where: KeyPath, check: Any, profile: Profile,
+                  variables: set[str]) -> None:
+    """The calls of an access check (crmpulse.probes.access), each with what it is given."""
+    create, read = CALLERS["probes.checks.access.create"], CALLERS["probes.checks.access.read"]
+    created: set[str] = set()
+    for key in ("create", "own"):
+        call = getattr(check, key, None)
+        if call is None or check.kind not in ("isolation", "role_scope", "exposure"):
+            continue
+        checker.call((*where, key), create, call.operation, call.with_, profile, variables)
+        op = profile.operations.get(call.operation)
+        created |= {*call.with_, *(op.extract if op else {})}
+    reads = getattr(check, "reads", None)
+    calls: list[tuple[KeyPath, Any]] = []
+    if isinstance(reads, dict):
+        calls += [((*where, "reads", path), call) for path, call in reads.items()]
+    elif isinstance(reads, list):
+        calls += [((*where, "reads", i), call) for i, call in enumerate(reads)]
+    for key in ("denied", "hidden_fields"):
+        calls += [((*where, key, i), call) for i, call in enumerate(getattr(check, key, []))]
+    for at, call in calls:
+        checker.call(at, read, call.operation, call.with_, profile, variables, created)
+    if check.kind in ("revocation", "bruteforce") and getattr(check, "read", None) is not None:
+        # the request a token or a password must be refused on: given nothing of the run's own
+        checker.call((*where, "read"), Caller("this read"), check.read.operation, check.read.with_,
+                     profile, variables)
+    if check.kind == "bruteforce" and check.login is not None:
+        checker.call((*where, "login"), CALLERS["probes.checks.access.login"], check.login.operation,
+                     check.login.with_, profile, variables)
+    if check.kind == "revocation" and check.revoke is not None:
+        checker.call((*where, "revoke"), CALLERS["probes.checks.access.revoke"],
+                     check.revoke.operation, check.revoke.with_, profile, variables)
 
 
 def check_journeys(config: Config, profile: Profile, journeys: Mapping[str, Journey],

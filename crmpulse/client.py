@@ -81,7 +81,9 @@ class PhaseTrace:
         self.marks: dict[str, float] = {}
 
     async def __call__(self, event: str, info: dict[str, Any]) -> None:
-        self.marks[event.split(".", 1)[1] if "." in event else event] = time.perf_counter()
+        # a transport that stamped the event when it happened passes the reading as "at"
+        self.marks[event.split(".", 1)[1] if "." in event else event] = (
+            info.get("at") or time.perf_counter())
 
     def phases(self) -> dict[str, float]:
         m = self.marks
@@ -108,12 +110,15 @@ class ProbeContext:
 
     ``max_body`` caps how much of a response is read (a CRM answering 10 MB must not
     exhaust the exporter's memory); ``traces`` collects one PhaseTrace per request;
-    ``log`` collects a line per request for ``/probe?debug=true`` (never headers).
+    ``log`` collects a line per request for ``/probe?debug=true`` (never headers);
+    ``stalled`` is time a transport saw the probe's reply waiting while the event loop
+    ran other work (probes/transport.py): it is left out of the reported durations.
     """
 
     max_body: int = 16 * 1024 * 1024
     traces: list[PhaseTrace] | None = None
     log: list[str] | None = None
+    stalled: float = 0.0
 
 
 PROBE_CONTEXT: ContextVar[ProbeContext | None] = ContextVar("crmpulse_probe", default=None)
@@ -672,6 +677,7 @@ class AsyncClient:
             trace = PhaseTrace()
             context.traces.append(trace)
             kwargs["extensions"] = {"trace": trace}
+        stalled = context.stalled if context is not None else 0.0
         start = time.perf_counter()
         try:
             # the request's whole deadline: httpx's timeouts bound each read, not the sum
@@ -689,6 +695,8 @@ class AsyncClient:
         except (BodyTooLarge, BadEncoding) as exc:
             raise _body_error(exc, limit) from None
         elapsed = time.perf_counter() - start
+        if context is not None:
+            elapsed = max(0.0, elapsed - (context.stalled - stalled))
         if context is not None and context.log is not None:
             parts = urlsplit(request.url)
             context.log.append(f"{request.method} {format_origin(origin_of(request.url))}{parts.path} -> "

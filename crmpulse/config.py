@@ -57,6 +57,7 @@ from .origins import Origin, absolute_urls, fixed_origin, format_origin, origin_
 from .profile import Profile, load_profile
 from .steps import Expect, Step
 from .templates import placeholders
+from .units import format_duration
 
 __all__ = [
     "Config",
@@ -303,6 +304,9 @@ class _CheckBase(Model):
     any_target: bool = Field(
         False, description="/probe may name any target for this module, which is then probed "
         "without credentials (blackbox_exporter's model)")
+    phase_series: bool | None = Field(
+        None, description="export the five per-phase durations of the last run "
+        "(default: probes.phase_series)")
 
 
 class HTTPCheck(_CheckBase):
@@ -344,7 +348,182 @@ class ProtectionCheck(_CheckBase):
         [], description="regexes an authenticated response must never match")
 
 
-Check = Annotated[HTTPCheck | JourneyCheck | TLSCheck | ProtectionCheck,
+# -- access checks (crmpulse.probes.access) ----------------------------------------------
+# Each acts as named credentials (target.credentials) besides the target's own, creates
+# its own marked records with synthetic values, and reports paths and counts only.
+
+#: What an access check's record is made of unless its create says otherwise: synthetic
+#: values only, the nonce so the record can be recognized in any response, the marker so
+#: a sweep can find it.
+SYNTHETIC_RECORD: dict[str, Any] = {
+    "first_name": "Crmpulse", "last_name": "Access {{ nonce }}", "email": "{{ email }}",
+    "tags": ["{{ marker }}"]}
+
+
+class AccessCall(Model):
+    """One operation an access check calls, with its variables (templates allowed)."""
+
+    operation: str
+    with_: dict[str, Any] = Field({}, alias="with")
+    pages: int = Field(1, ge=1, le=100, description="pages to read when it paginates")
+
+
+class AccessCreate(Model):
+    """The record an access check creates for itself, deleted after the run."""
+
+    operation: str = "create_contact"
+    with_: dict[str, Any] = Field(SYNTHETIC_RECORD, alias="with")
+
+
+class IsolationRead(AccessCall):
+    within: Duration = Field(0.0, description="how long the owner may take to see its own "
+                             "record on this path (a search index that lags behind writes)")
+
+
+class DeniedCall(AccessCall):
+    status: list[Annotated[int, Field(ge=400, le=499)]] = Field(
+        [403, 404], min_length=1, description="what a refusal answers")
+
+
+class HiddenFields(AccessCall):
+    fields: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(min_length=1)
+
+
+class Allowance(Model):
+    detector: str
+    path: str = Field(description='a normalized JSON path ("$.data[*].email"), "$..email" for the '
+                      'key at any depth, "csv.<column>" for a CSV column, or "$body" for other text')
+
+    @field_validator("path")
+    @classmethod
+    def _a_path(cls, value: str) -> str:
+        if not re.fullmatch(r"\$[^\s]*|csv\.[A-Za-z0-9_]+", value):
+            raise ValueError(f'expected a path like "$.data[*].email", "$..email" or "csv.email", '
+                             f'got "{value}"')
+        return value
+
+
+class _AccessBase(_CheckBase):
+    interval: PositiveDuration = 300.0
+    timeout: PositiveDuration = 60.0
+
+
+class IsolationCheck(_AccessBase):
+    """A record ``owner`` creates must be invisible to ``observer`` on every read path."""
+
+    kind: Literal["isolation"]
+    owner: Name | None = Field(None, description="the credential that creates the record "
+                               "(default: target.auth)")
+    observer: Name = Field(description="the credential that must not see it (another tenant)")
+    create: AccessCreate = AccessCreate()
+    reads: dict[Literal["get", "list", "search", "global_search", "export", "report"],
+                IsolationRead] = Field(min_length=1)
+
+
+class RoleScopeCheck(_AccessBase):
+    """A restricted credential is refused what it may not do and never sees hidden fields."""
+
+    kind: Literal["role_scope"]
+    credential: Name = Field(description="the restricted credential")
+    owner: Name | None = Field(None, description="creates the record another owner holds "
+                               "(default: target.auth)")
+    create: AccessCreate | None = Field(AccessCreate(), description="another owner's record: "
+                                        "{{ other_id }}")
+    own: AccessCreate | None = Field(None, description="a record the restricted credential "
+                                     "creates: {{ own_id }}")
+    denied: list[DeniedCall] = []
+    hidden_fields: list[HiddenFields] = []
+
+    @model_validator(mode="after")
+    def _something_to_judge(self) -> RoleScopeCheck:
+        if not self.denied and not self.hidden_fields:
+            raise ValueError("give denied operations or hidden_fields (or both)")
+        return self
+
+
+class ExposureCheck(_AccessBase):
+    """Responses to ``credential`` hold no personal data beyond what ``allow`` lets through."""
+
+    kind: Literal["exposure"]
+    credential: Name | None = Field(None, description="whose responses are scanned "
+                                    "(default: target.auth)")
+    create: AccessCreate = AccessCreate()
+    reads: list[AccessCall] = Field(min_length=1)
+    detectors: list[Literal["email", "phone", "card_number", "iban", "national_id"]] = [
+        "email", "phone", "card_number", "iban", "national_id"]
+    patterns: dict[Name, Regex] = Field({}, description="custom detectors: name -> regex")
+    allow: list[Allowance] = []
+    scan: Literal["own_records", "whole_response"] = Field(
+        "own_records", description="own_records: only the records this check created (those "
+        "carrying its nonce); whole_response: everything the read answers")
+
+    @model_validator(mode="after")
+    def _allowances_name_detectors(self) -> ExposureCheck:
+        known = {*self.detectors, *self.patterns}
+        for allowance in self.allow:
+            if allowance.detector not in known:
+                raise ValueError(f'allow names detector "{allowance.detector}", which this check '
+                                 f"does not run ({', '.join(sorted(known))})")
+        clash = set(self.patterns) & {"email", "phone", "card_number", "iban", "national_id"}
+        if clash:
+            raise ValueError(f"patterns may not reuse a built-in detector's name: {', '.join(sorted(clash))}")
+        return self
+
+
+class RevocationCheck(_AccessBase):
+    """A revoked token is refused: one the check revokes itself, or one an admin revoked."""
+
+    kind: Literal["revocation"]
+    credential: Name = Field(description="with revoke: an OAuth2 credential the check fetches a "
+                             "fresh token for and revokes; without: a credential already revoked")
+    revoke: AccessCall | None = Field(None, description="the operation that revokes a token "
+                                      "({{ token }}); without it the credential must be refused now")
+    read: AccessCall = Field(description="a request the token must be refused on")
+    within: PositiveDuration = Field(30.0, description="refused this soon after revocation")
+    refused_status: list[Annotated[int, Field(ge=400, le=499)]] = Field([401, 403], min_length=1)
+
+
+class BruteforceCheck(_AccessBase):
+    """Wrong passwords against a canary account are throttled or lock it within ``attempts``."""
+
+    kind: Literal["bruteforce"]
+    interval: PositiveDuration = 3600.0
+    credential: Name = Field(description="the canary's credential (oauth2_password or basic) in "
+                             "target.credentials")
+    account: str = Field(min_length=1, description="the canary's username, written out: the check "
+                         "refuses to run unless it is the credential's")
+    attempts: int = Field(10, ge=1, le=100, description="throttled or locked within this many "
+                          "wrong passwords")
+    throttled_status: list[Annotated[int, Field(ge=400, le=599)]] = [429, 423]
+    login: AccessCall | None = Field(None, description="an operation that signs in with "
+                                     "{{ username }} and {{ password }} (a sign-in form's endpoint); "
+                                     "without it an oauth2_password credential signs in at its token "
+                                     "URL and a basic one through read")
+    read: AccessCall | None = Field(None, description="basic credentials without login: the request "
+                                    "that signs in")
+
+
+#: Check kinds that act as named credentials (crmpulse.probes.access).
+ACCESS_CHECKS = (IsolationCheck, RoleScopeCheck, ExposureCheck, RevocationCheck, BruteforceCheck)
+
+
+def access_paths(check: Any) -> list[str]:
+    """The ``path`` label values an access check reports (contract.ACCESS_HOLDS); [] for others."""
+    if isinstance(check, IsolationCheck):
+        return list(check.reads)
+    if isinstance(check, RoleScopeCheck):
+        return ([c.operation for c in check.denied]
+                + [f"fields:{c.operation}" for c in check.hidden_fields])
+    if isinstance(check, ExposureCheck):
+        return list(dict.fromkeys(c.operation for c in check.reads))
+    if isinstance(check, RevocationCheck):
+        return ["revoke" if check.revoke is not None else "revoked"]
+    if isinstance(check, BruteforceCheck):
+        return ["login"]
+    return []
+
+Check = Annotated[HTTPCheck | JourneyCheck | TLSCheck | ProtectionCheck | IsolationCheck
+                  | RoleScopeCheck | ExposureCheck | RevocationCheck | BruteforceCheck,
                   Field(discriminator="kind")]
 
 
@@ -456,12 +635,31 @@ class System(Target):
 DEFAULT_PROBE_LISTEN = "127.0.0.1:9687"
 
 
+class Shard(Model):
+    """Which share of the checks and sync pairs this exporter runs (docs/probes.md, sizing)."""
+
+    index: int = Field(0, ge=0)
+    count: int = Field(1, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _index_below_count(self) -> Shard:
+        if self.index >= self.count:
+            raise ValueError(f"expected an index below count ({self.count}), got {self.index}")
+        return self
+
+
 class Probes(Model):
     listen: Listen = Field(DEFAULT_PROBE_LISTEN, description="host:port the exporter serves on")
     probe_hosts: list[OriginURL] = Field(
         [], description="origins (scheme://host[:port]) /probe?target= may name besides the "
         "target's own; the target's credentials are sent to these too")
     concurrency: int = Field(16, ge=1, le=1024)
+    max_concurrent_probes: int = Field(
+        16, ge=1, le=4096, description="/probe requests running at once; more get 503")
+    phase_series: bool = Field(True, description="export per-phase durations (5 series per "
+                               "check); a check's phase_series overrides it")
+    shard: Shard = Field(Shard(), description="run only this share of the checks and sync "
+                         "pairs (--shard overrides it)")
     checks: list[Check] = []
     sync: list[SyncPair] = []
 
@@ -725,6 +923,7 @@ def _cross_check(config: Config, profile: Profile, systems: dict[str, tuple[Syst
         need_op(name, ("loadtest", "gates", "operations", name))
     problems += _credential_destinations(config, profile, lines)
     problems += _credential_names(config, profile, lines)
+    problems += _access_problems(config, profile, lines)
     if config.target.variables:
         used = {n for op in profile.operations.values() for n, _ in op.variables()}
         used |= {n for credential in profile.credentials.values()
@@ -779,6 +978,111 @@ def _credential_names(config: Config, profile: Profile, lines: LineMap) -> list[
             problems.append(lines.problem((*where, "type"), (
                 f"profile {profile.name} has no authenticate operation to fetch tokens from: "
                 "give token_url")))
+    return problems
+
+
+def _access_calls(check: Any) -> list[tuple[KeyPath, str]]:
+    """(key path under the check, operation) of every call an access check makes."""
+    calls: list[tuple[KeyPath, str]] = []
+    for key in ("create", "own", "revoke", "read", "login"):
+        call = getattr(check, key, None)
+        if call is not None:
+            calls.append(((key, "operation"), call.operation))
+    if isinstance(check, IsolationCheck):
+        calls += [(("reads", path, "operation"), read.operation) for path, read in check.reads.items()]
+    if isinstance(check, ExposureCheck):
+        calls += [(("reads", i, "operation"), read.operation) for i, read in enumerate(check.reads)]
+    if isinstance(check, RoleScopeCheck):
+        calls += [(("denied", i, "operation"), call.operation) for i, call in enumerate(check.denied)]
+        calls += [(("hidden_fields", i, "operation"), call.operation)
+                  for i, call in enumerate(check.hidden_fields)]
+    return calls
+
+
+def _access_credentials(check: Any) -> list[tuple[str, str]]:
+    """(key, credential name) of every named credential an access check acts as."""
+    return [(key, name) for key in ("owner", "observer", "credential")
+            if isinstance(name := getattr(check, key, None), str)]
+
+
+def _access_problems(config: Config, profile: Profile, lines: LineMap) -> list[Problem]:
+    """Access checks name credentials and operations that exist, records they can delete, and
+    a bruteforce target that is a canary no other check relies on, named twice on purpose."""
+    problems: list[Problem] = []
+    credentials = config.target.credentials
+    users: dict[str, list[str]] = {}  # credential -> checks acting as it
+    for i, check in enumerate(config.probes.checks):
+        if not isinstance(check, ACCESS_CHECKS):
+            continue
+        base: KeyPath = ("probes", "checks", i)
+        for key, name in _access_credentials(check):
+            users.setdefault(name, []).append(check.name)
+            if name not in credentials:
+                known = ", ".join(sorted(credentials)) or "none"
+                problems.append(lines.problem((*base, key), (
+                    f'expected the name of a credential in target.credentials, got "{name}" '
+                    f"(defined: {known})")))
+        for where, operation in _access_calls(check):
+            if operation not in profile.operations:
+                problems.append(lines.problem((*base, *where), _unknown_operation(profile, operation)))
+        for key in ("create", "own"):
+            call = getattr(check, key, None)
+            op = profile.operations.get(call.operation) if call is not None else None
+            if call is not None and op is not None and op.cleanup is None:
+                problems.append(lines.problem((*base, key, "operation"), (
+                    f"operation {call.operation} declares no cleanup in profile {profile.name}: "
+                    "records a probe creates must be deletable")))
+        waits: list[tuple[KeyPath, float]] = []
+        if isinstance(check, RevocationCheck) and check.revoke is not None:
+            waits.append((("within",), check.within))
+        if isinstance(check, IsolationCheck):
+            waits += [(("reads", path, "within"), read.within) for path, read in check.reads.items()]
+        for where, wait in waits:
+            if wait >= check.timeout:
+                problems.append(lines.problem((*base, *where), (
+                    f"expected less than the check's timeout ({format_duration(check.timeout)}): the "
+                    "run must outlast its wait, or it ends as a timeout instead of a verdict")))
+        if isinstance(check, RevocationCheck) and check.revoke is not None:
+            spec = credentials.get(check.credential)
+            if spec is not None and not isinstance(spec, OAuth2ClientCredentials | OAuth2Password):
+                problems.append(lines.problem((*base, "credential"), (
+                    f"credential {check.credential} is {spec.type}: a check that revokes a token "
+                    "fetches a fresh one, so it needs an oauth2_client_credentials or "
+                    "oauth2_password credential (without revoke, name a token already revoked)")))
+    for i, check in enumerate(config.probes.checks):
+        if isinstance(check, BruteforceCheck):
+            problems += _canary_problems(config, check, ("probes", "checks", i), users, lines)
+    return problems
+
+
+def _canary_problems(config: Config, check: BruteforceCheck, base: KeyPath,
+                     users: dict[str, list[str]], lines: LineMap) -> list[Problem]:
+    """A bruteforce check locks an account on purpose: only a canary named twice, used by nothing else."""
+    spec = config.target.credentials.get(check.credential)
+    if spec is None:
+        return []  # reported as an unknown credential
+    if not isinstance(spec, OAuth2Password | BasicAuth):
+        return [lines.problem((*base, "credential"), (
+            f"credential {check.credential} is {spec.type}: a bruteforce check signs in with a "
+            "password, so it needs an oauth2_password or basic credential"))]
+    problems = []
+    if check.account != spec.username:
+        problems.append(lines.problem((*base, "account"), (
+            f'refusing to lock an account not named explicitly: account is "{check.account}", '
+            f'credential {check.credential} signs in as "{spec.username}"; write the canary\'s '
+            "username here to confirm it may be locked")))
+    own = config.target.auth
+    if isinstance(own, OAuth2Password | BasicAuth) and own.username == spec.username:
+        problems.append(lines.problem((*base, "account"), (
+            f'"{spec.username}" is the target\'s own account: locking it would stop every probe')))
+    same = [name for name, other in config.target.credentials.items()
+            if getattr(other, "username", None) == spec.username]  # the account, by any name
+    others = sorted({name for credential in same for name in users.get(credential, [])
+                     if name != check.name})
+    if others:
+        problems.append(lines.problem((*base, "credential"), (
+            f'account "{spec.username}" is also used by {", ".join(others)}: a canary this check '
+            "locks must serve nothing else")))
     return problems
 
 

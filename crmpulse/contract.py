@@ -15,13 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "ACCESS_KINDS",
+    "ACCESS_METRICS",
     "FAILURE_REASONS",
     "LOADTEST_METRICS",
     "METRICS",
     "PANELS",
     "PHASES",
     "PROBE_METRICS",
+    "PROBE_REJECT_REASONS",
     "PROTECTIONS",
+    "READ_PATHS",
     "RECORDED",
     "SUBSCRIPTION_STATES",
     "SYNC_STAGES",
@@ -97,6 +101,31 @@ TLS_CHAIN_VALID = Metric("crmpulse_tls_cert_chain_valid", "gauge",
 PROTECTION_HOLDS = Metric("crmpulse_protection_holds", "gauge",
                           "1 while the protection holds, 0 when the last run found it broken.",
                           (*_CHECK, "protection"))
+
+# -- access checks ---------------------------------------------------------------------------
+#: Kinds of access check; the ``kind`` label of access series takes these values.
+ACCESS_KINDS = ("isolation", "role_scope", "exposure", "revocation", "bruteforce")
+#: Read paths an isolation check judges; its ``path`` label takes these values. The other
+#: kinds' ``path`` is an operation name from the config (role_scope: ``fields:<operation>``
+#: for hidden fields), ``revoke``/``revoked`` (revocation) or ``login`` (bruteforce).
+READ_PATHS = ("get", "list", "search", "global_search", "export", "report")
+ACCESS_HOLDS = Metric("crmpulse_access_holds", "gauge",
+                      "1 while the access protection holds on this path, 0 when the last run "
+                      "that could judge it found it broken (a record visible to another tenant, a "
+                      "restricted credential allowed, personal data exposed, a revoked token "
+                      "accepted, no login lockout).", (*_CHECK, "kind", "path"))
+ACCESS_EXPOSED = Metric("crmpulse_access_exposed_values", "gauge",
+                        "Personal-data values the last exposure run found beyond what the config "
+                        "allows, by read and detector (a count: values are never exported).",
+                        (*_CHECK, "path", "detector"))
+ACCESS_REVOCATION = Metric("crmpulse_access_revocation_seconds", "gauge",
+                           "Seconds from revoking a token to its first refusal, in the last run "
+                           "that revoked one (the time waited when it was never refused).", _CHECK)
+ACCESS_LOGIN_ATTEMPTS = Metric("crmpulse_access_login_attempts", "gauge",
+                               "Wrong passwords the last bruteforce run sent before the canary "
+                               "account was throttled or locked (every one it sent when it never "
+                               "was).", _CHECK)
+ACCESS_METRICS = (ACCESS_HOLDS, ACCESS_EXPOSED, ACCESS_REVOCATION, ACCESS_LOGIN_ATTEMPTS)
 
 # -- sync lag ------------------------------------------------------------------------------
 _PAIR = ("target", "pair")
@@ -189,7 +218,20 @@ CONFIG_RELOADS = Metric("crmpulse_config_reloads", "counter",
 SCRAPE_DURATION = Metric("crmpulse_exporter_scrape_duration_seconds", "histogram",
                          "Time to render /metrics.")
 CHECKS_CONFIGURED = Metric("crmpulse_checks_configured", "gauge",
-                           "Checks in the running configuration.", ("target",))
+                           "Checks in the running configuration (all shards').", ("target",))
+CHECKS_RUNNING = Metric("crmpulse_checks_running", "gauge",
+                        "Checks whose schedule is running on this exporter (its shard's share; "
+                        "/-/ready reports the same).", ("target",))
+SHARD_INFO = Metric("crmpulse_exporter_shard", "info",
+                    "Which share of the checks this exporter runs (index of count).",
+                    ("index", "count"))
+PROBES_IN_FLIGHT = Metric("crmpulse_exporter_probes_in_flight", "gauge",
+                          "/probe requests running now.")
+PROBES_REJECTED = Metric("crmpulse_exporter_probes_rejected", "counter",
+                         "/probe requests refused before running, by reason (concurrency: "
+                         "probes.max_concurrent_probes were already running).", ("reason",))
+#: Why a /probe request was refused before running; the ``reason`` label takes these values.
+PROBE_REJECT_REASONS = ("concurrency",)
 
 # -- /probe (multi-target pattern): blackbox_exporter's names, so its dashboards work -----
 PROBE_SUCCESS = Metric("probe_success", "gauge", "Whether the probe succeeded.")
@@ -214,7 +256,8 @@ METRICS = (*SYNC_METRICS, *LOADTEST_METRICS, CHECK_SUCCESS, CHECK_RUNS, CHECK_FA
            CHECK_DURATION, CHECK_PHASE, CHECK_LAST_RUN, CHECK_STATUS_CODE, CHECK_OVERRUNS,
            JOURNEY_STEP_DURATION, JOURNEY_STEP_FAILURES, JOURNEY_AUTH_DURATION, TLS_EXPIRY,
            TLS_CHAIN_VALID, PROTECTION_HOLDS, BUILD_INFO, CONFIG_RELOAD_OK, CONFIG_RELOAD_TIME,
-           CONFIG_RELOADS, SCRAPE_DURATION, CHECKS_CONFIGURED)
+           CONFIG_RELOADS, SCRAPE_DURATION, CHECKS_CONFIGURED, CHECKS_RUNNING, SHARD_INFO,
+           PROBES_IN_FLIGHT, PROBES_REJECTED, *ACCESS_METRICS)
 
 # -- recorded series (Prometheus recording rules written by `crmpulse alerts`) ------------
 @dataclass(frozen=True)
@@ -273,8 +316,10 @@ PANEL_PROTECTIONS = Panel("crmpulse-overview", 105, "Protections")
 PANEL_CERT_EXPIRY = Panel("crmpulse-overview", 106, "Certificate expires in")
 PANEL_CERT_CHAIN = Panel("crmpulse-overview", 107, "Certificate chain valid")
 PANEL_BURN_RATE = Panel("crmpulse-overview", 108, "Burn rate (1 h window)")
+PANEL_ACCESS = Panel("crmpulse-overview", 109, "Access protections")
+PANEL_EXPOSURE = Panel("crmpulse-overview", 110, "Exposed personal data")
 PANELS = (PANEL_FAILURES, PANEL_LATENCY, PANEL_SYNC_LAG, PANEL_CHECK_STATUS, PANEL_PROTECTIONS,
-          PANEL_CERT_EXPIRY, PANEL_CERT_CHAIN, PANEL_BURN_RATE)
+          PANEL_CERT_EXPIRY, PANEL_CERT_CHAIN, PANEL_BURN_RATE, PANEL_ACCESS, PANEL_EXPOSURE)
 
 
 #: Base buckets for request durations; SLO thresholds are merged in so every latency

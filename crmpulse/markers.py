@@ -6,6 +6,7 @@ crash leaves behind can be found and deleted, and nothing else ever is:
     crmpulse-<target>-lt-<stamp>-<nonce>   one load-test run   crmpulse-shop-lt-20261129t101500-3f9a1c0b7d2e
     crmpulse-<target>-lt                   every load test of a target (the family tag)
     crmpulse-<target>-sync-<pair>          one sync pair        crmpulse-shop-sync-search_heartbeat
+    crmpulse-<target>-access-<check>       one access check     crmpulse-shop-access-tenant_isolation
 
 Target and pair names are config names (``[a-z][a-z0-9_]*``): they never hold the
 ``-`` delimiter, so every field is delimited and a marker parses back to exactly one
@@ -46,6 +47,8 @@ __all__ = [
     "Marker",
     "SweepResult",
     "SweepTarget",
+    "access_marker",
+    "access_targets",
     "carries",
     "family_marker",
     "loadtest_targets",
@@ -57,13 +60,14 @@ __all__ = [
     "sync_targets",
 ]
 
-Kind = Literal["lt", "sync"]
+Kind = Literal["lt", "sync", "access"]
 _NAME = r"[a-z][a-z0-9_]{0,62}"
 _STAMP = r"\d{8}t\d{6}"
 _GRAMMAR = re.compile(
     rf"crmpulse-(?P<target>{_NAME})-(?:"
     rf"(?P<lt>lt)(?:-(?P<stamp>{_STAMP})-(?P<nonce>[0-9a-f]{{6,16}}))?"
-    rf"|(?P<sync>sync)-(?P<pair>{_NAME}))")
+    rf"|(?P<sync>sync)-(?P<pair>{_NAME})"
+    rf"|(?P<access>access)-(?P<check>{_NAME}))")
 # where a marker may sit inside a longer string (an email, a note): between characters
 # that cannot belong to one
 _TOKENS = re.compile(r"[A-Za-z0-9_-]+")
@@ -105,6 +109,8 @@ def parse(text: str) -> Marker | None:
     if match["lt"]:
         name = f"{match['stamp']}-{match['nonce']}" if match["stamp"] else ""
         return Marker("lt", match["target"], name)
+    if match["access"]:
+        return Marker("access", match["target"], match["check"])
     return Marker("sync", match["target"], match["pair"])
 
 
@@ -127,6 +133,14 @@ def pair_marker(target: str, pair: str) -> Marker:
     marker = parse(f"crmpulse-{target}-sync-{pair}")
     if marker is None:
         raise ValueError(f"expected config names, got target {target!r} and pair {pair!r}")
+    return marker
+
+
+def access_marker(target: str, check: str) -> Marker:
+    """What an access check's records carry (no random part: a sweep finds any run's)."""
+    marker = parse(f"crmpulse-{target}-access-{check}")
+    if marker is None:
+        raise ValueError(f"expected config names, got target {target!r} and check {check!r}")
     return marker
 
 
@@ -291,4 +305,23 @@ def sync_targets(loaded: LoadedConfig) -> list[SweepTarget]:
             list_with=pair.sweep.with_, delete_operation=cleanup.operation,
             delete_with=cleanup.with_, search=marker, accept=_exactly(marker),
             pages=pair.sweep.pages, id_field=pair.sweep.id, created_field=pair.sweep.created_at))
+    return targets
+
+
+def access_targets(loaded: LoadedConfig) -> list[SweepTarget]:
+    """Per access check that creates records, the profile's sweep specs searching its marker.
+
+    They run with the target's credentials, which see what the target's own tenant holds:
+    records an access check created as another tenant are that tenant's to sweep.
+    """
+    targets = []
+    for check in loaded.config.probes.checks:
+        if check.kind not in ("isolation", "role_scope", "exposure"):
+            continue
+        marker = access_marker(loaded.target.name, check.name)
+        targets += [SweepTarget(label=f"access check {check.name}: {spec.operation} -> {spec.delete}",
+                                list_operation=spec.operation, list_with=spec.with_,
+                                delete_operation=spec.delete, delete_with=spec.delete_with,
+                                search=marker, accept=_exactly(marker), pages=spec.pages)
+                    for spec in loaded.profile.sweep]
     return targets

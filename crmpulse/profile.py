@@ -746,14 +746,21 @@ _DECODER = json.JSONDecoder(parse_constant=_no_constant)
 
 
 def loads_json(body: bytes | str) -> Any:
-    """Parse JSON strictly: NaN and Infinity, which Python's json accepts, are refused."""
-    if isinstance(body, str):
-        if body.startswith("\ufeff"):
-            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", body, 0)
-        return _DECODER.decode(body)
-    if not isinstance(body, bytes | bytearray):
-        return json.loads(body, parse_constant=_no_constant)  # its TypeError, as before
-    return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
+    """Parse JSON strictly: NaN and Infinity, which Python's json accepts, are refused.
+
+    Raises ValueError for anything that is not JSON, including JSON nested deeper than
+    Python's parser goes (a CRM's ``[[[[...`` would otherwise raise RecursionError).
+    """
+    try:
+        if isinstance(body, str):
+            if body.startswith("\ufeff"):
+                raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", body, 0)
+            return _DECODER.decode(body)
+        if not isinstance(body, bytes | bytearray):
+            return json.loads(body, parse_constant=_no_constant)  # its TypeError, as before
+        return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def _link_next(header: str) -> str | None:

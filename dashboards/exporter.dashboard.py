@@ -1,4 +1,8 @@
-"""The exporter's own health: scrape time, overruns, reloads."""
+"""The exporter's own health: scrape time, overruns, reloads.
+
+Exporter-level series come from every shard (one per instance): stats aggregate them
+per target, so a sharded exporter reads as one (docs/probes.md, sharding).
+"""
 
 from grafanalib.core import Dashboard
 
@@ -16,11 +20,15 @@ def build(config: Config) -> Dashboard:
     layout.add(timeseries("Check overruns", "Runs skipped because the previous outlasted the interval.",
                           (f"sum by (check) (rate({c.CHECK_OVERRUNS.series}{{{SEL}}}[$__rate_interval]))",
                            "{{check}}"), unit="reqps"), 12, 8)
-    layout.add(stat("Checks configured", "", (f"{c.CHECKS_CONFIGURED.series}{{{SEL}}}", "{{target}}")), 6, 5)
-    layout.add(stat("Last reload successful", "",
-                    (f"{c.CONFIG_RELOAD_OK.series}", "reload"),
+    layout.add(stat("Checks configured / running",
+                    "In the config, and running on all shards together: fewer running than "
+                    "configured means a shard or a schedule is down.",
+                    (f"max by (target) ({c.CHECKS_CONFIGURED.series}{{{SEL}}})", "configured"),
+                    (f"sum by (target) ({c.CHECKS_RUNNING.series}{{{SEL}}})", "running")), 6, 5)
+    layout.add(stat("Last reload successful", "The worst of all shards.",
+                    (f"min({c.CONFIG_RELOAD_OK.series})", "reload"),
                     thresholds=[{"value": None, "color": "red"}, {"value": 1, "color": "green"}]), 6, 5)
-    layout.add(timeseries("Reloads", "By result.",
+    layout.add(timeseries("Reloads", "By result, all shards.",
                           (f"sum by (result) (increase({c.CONFIG_RELOADS.series}[$__rate_interval]))",
                            "{{result}}")), 12, 5)
     layout.add(table("Build", "", (f"{c.BUILD_INFO.series}", "")), 24, 4)

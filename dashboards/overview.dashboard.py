@@ -70,6 +70,27 @@ def build(config: Config) -> Dashboard:
                     (f"{c.TLS_CHAIN_VALID.series}{{{SEL}}}", "{{check}}"),
                     thresholds=[{"value": None, "color": "red"}, {"value": 1, "color": "green"}]), 12, 5,
                anchor=c.PANEL_CERT_CHAIN)
+    layout.row("Access and privacy")
+    layout.add(timeline("Access protections", "1 = the protection holds on this path: isolation "
+                        "(another tenant cannot read the check's record), role scope, exposure, "
+                        "revocation, login lockout; 0 = the last run that could judge it found it "
+                        "broken.",
+                        (f"{c.ACCESS_HOLDS.series}{{{SEL}}}", "{{check}} {{kind}} {{path}}")), 24, 8,
+               anchor=c.PANEL_ACCESS)
+    layout.add(timeseries("Exposed personal data", "Values per read and detector beyond what the "
+                          "config allows, in the last exposure run (counts: values are never "
+                          "exported).",
+                          (f"sum by (check, path, detector) ({c.ACCESS_EXPOSED.series}{{{SEL}}})",
+                           "{{check}} {{path}} {{detector}}"),
+                          thresholds=[{"value": None, "color": "green"}, {"value": 1, "color": "red"}]),
+               12, 7, anchor=c.PANEL_EXPOSURE)
+    layout.add(stat("Revocation: seconds until refused", "From revoking a fresh token to its first "
+                    "refusal, in the last revocation run.",
+                    (f"{c.ACCESS_REVOCATION.series}{{{SEL}}}", "{{check}}"), unit="s", decimals=2),
+               6, 7)
+    layout.add(stat("Wrong passwords before lockout", "Wrong passwords the last bruteforce run sent "
+                    "before the canary was throttled or locked (0: still locked from an earlier run).",
+                    (f"{c.ACCESS_LOGIN_ATTEMPTS.series}{{{SEL}}}", "{{check}}")), 6, 7)
 
     LOAD_TESTS = Annotations(list=[{
         "datasource": {"type": "prometheus", "uid": "${datasource}"}, "enable": True,

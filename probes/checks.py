@@ -1,4 +1,5 @@
-"""Check kinds: http, journey, tls, protection. Each run returns an Outcome, never raises.
+"""Check kinds: http, journey, tls, protection, and the access kinds (access.py). Each run
+returns an Outcome, never raises.
 
 A run executes under its own deadline; whatever goes wrong (the CRM hangs, resets,
 sends 10 MB, presents a bad certificate, stops enforcing auth) becomes a failed
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import re
 import socket
@@ -41,6 +43,9 @@ from crmpulse.config import (
 from crmpulse.contract import PHASES
 from crmpulse.profile import RenderedRequest
 from crmpulse.steps import evaluate_expect
+
+from .access import ACCESS_RUNNERS, AccessFindings
+from .transport import ProbeTransport, peer_certificate
 
 __all__ = ["Outcome", "StepOutcome", "TargetRunner"]
 
@@ -75,11 +80,21 @@ class Outcome:
     log: list[str] = field(default_factory=list)
     finished_at: float = 0.0
     left_behind: int = 0
+    access: AccessFindings | None = None
+    #: sessions besides the run's own whose records are deleted after the run (access checks
+    #: act as several credentials, and each deletes what it created)
+    cleanups: list[Session] = field(default_factory=list, repr=False)
 
     def fail(self, reason: str, message: str) -> Outcome:
         if self.success:  # the first failure is the one that explains the run
             self.success, self.reason, self.message = False, reason, message
         return self
+
+
+@functools.cache
+def _default_context(verify: bool) -> ssl.SSLContext:
+    """httpx's context for ``verify`` (certifi's roots), shared: loading it costs ~1 MB."""
+    return httpx.create_ssl_context(verify=verify)
 
 
 class TargetRunner:
@@ -96,9 +111,13 @@ class TargetRunner:
             update={"base_url": base_url.rstrip("/")})
         self.target = target
         options = http_options(target)
-        options["limits"] = httpx.Limits(max_keepalive_connections=0, max_connections=1000)
+        # TLS contexts and files load here, so a config whose files are missing fails
+        # when its runners are built (before a reload swaps them in), not at the first run
+        verify = options.pop("verify")
+        context = verify if isinstance(verify, ssl.SSLContext) else _default_context(verify)
         self.client = AsyncClient(target=target, profile=loaded.profile,
-                                  http=httpx.AsyncClient(**options))
+                                  http=httpx.AsyncClient(**options,
+                                                         transport=ProbeTransport(context)))
         self.auth = self.client.session.auth
 
     async def aclose(self) -> None:
@@ -129,14 +148,16 @@ class TargetRunner:
         except Exception as exc:  # a bug must not take the exporter down; say what it was
             outcome.fail("assertion", f"internal error: {exc.__class__.__name__}")
         finally:
-            elapsed = time.perf_counter() - start
+            # the time the loop kept finished replies waiting is the exporter's, not the CRM's
+            elapsed = time.perf_counter() - start - probe.stalled
             outcome.auth_duration = session.auth_elapsed - auth_before
             outcome.duration = max(0.0, elapsed - outcome.auth_duration)
             for trace in probe.traces or []:
                 for phase, value in trace.phases().items():
                     outcome.phases[phase] += value
             outcome.log = [*(probe.log or []), *outcome.log]
-            await self._cleanup(session, outcome)
+            for made in (*outcome.cleanups, session):
+                await self._cleanup(made, outcome)
             PROBE_CONTEXT.reset(token)
             outcome.finished_at = time.time()
         return outcome
@@ -162,9 +183,10 @@ class TargetRunner:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(max(5.0, self.target.timeout)):
                 await self.client.run(session.cleanup())
-        outcome.left_behind = len(session.ledger.pending)
-        if outcome.left_behind:
-            outcome.log.append(f"cleanup left {outcome.left_behind} record(s); the sweeper removes them")
+        left = len(session.ledger.pending)
+        outcome.left_behind += left
+        if left:
+            outcome.log.append(f"cleanup left {left} record(s); the sweeper removes them")
 
 
 # -- http ---------------------------------------------------------------------------------
@@ -255,10 +277,8 @@ async def run_tls(runner: TargetRunner, session: Session, check: Check, outcome:
 
 
 async def _peer_certificate(host: str, port: int, context: ssl.SSLContext, outcome: Outcome) -> bytes:
-    start = time.perf_counter()
     try:
-        reader, writer = await asyncio.open_connection(host, port, ssl=context,
-                                                       server_hostname=host)
+        der, connect, handshake = await peer_certificate(host, port, context)
     except ssl.SSLCertVerificationError:
         raise
     except ssl.SSLError as exc:
@@ -266,17 +286,12 @@ async def _peer_certificate(host: str, port: int, context: ssl.SSLContext, outco
     except socket.gaierror as exc:
         raise TransportError(f"cannot resolve {host}", "dns") from exc
     except OSError as exc:
-        raise TransportError(f"cannot connect to {host}:{port}: {exc.strerror}", "connect") from exc
-    outcome.phases["tls"] += time.perf_counter() - start
-    ssl_object = writer.get_extra_info("ssl_object")
-    der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
-    writer.close()
-    with contextlib.suppress(Exception):
-        await writer.wait_closed()
-    del reader
+        raise TransportError(f"cannot connect to {host}:{port}: {exc.strerror or exc}", "connect") from exc
+    outcome.phases["connect"] += connect
+    outcome.phases["tls"] += handshake
     if not der:
         raise TransportError("no certificate presented", "tls")
-    return bytes(der)
+    return der
 
 
 # -- protection ---------------------------------------------------------------------------
@@ -351,4 +366,5 @@ def _plain_http_url(check: ProtectionCheck, url: str) -> str:
     return urlunsplit(("http", parts.hostname or "", parts.path, parts.query, ""))
 
 
-_RUNNERS = {"http": run_http, "journey": run_journey, "tls": run_tls, "protection": run_protection}
+_RUNNERS = {"http": run_http, "journey": run_journey, "tls": run_tls, "protection": run_protection,
+            **ACCESS_RUNNERS}

@@ -1,14 +1,20 @@
-"""Prometheus metrics for scheduled checks, built from the core contract.
+"""Prometheus metrics of the exporter, built from the core contract.
 
-The registry is passed in (a fresh ``CollectorRegistry()`` per test). Every label
-child a check can produce is created when the check is configured, so series such
-as ``crmpulse_check_failures_total{reason="timeout"}`` exist at 0 before the first
-failure and ``rate()``/``increase()`` see the first one.
+Two parts, rendered together on ``/metrics``:
+
+- the scheduled checks' series, in a :class:`~.exposition.CheckStore` that renders
+  incrementally (thousands of checks, tens of thousands of series);
+- the exporter's own health and the sync-lag metrics, a few dozen series, as
+  prometheus_client objects in ``registry`` (passed in: a fresh ``CollectorRegistry()``
+  per test).
+
+Every label child a check can produce is created when the check is configured, so
+series such as ``crmpulse_check_failures_total{reason="timeout"}`` exist at 0 before
+the first failure and ``rate()``/``increase()`` see the first one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import platform
 import time
 from collections.abc import Iterable
@@ -22,12 +28,17 @@ from prometheus_client import (
     Info,
     disable_created_metrics,
 )
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from crmpulse import __version__, contract
-from crmpulse.config import Check, JourneyCheck, ProtectionCheck, TLSCheck
-from crmpulse.contract import FAILURE_REASONS, PHASES, PROTECTIONS, Metric
+from crmpulse.config import Check
+from crmpulse.contract import PROBE_REJECT_REASONS, Metric
 
+from .access_metrics import AccessMetrics
 from .checks import Outcome
+from .exposition import CheckStore, deflate, gzip_join
 
 __all__ = ["ProbeMetrics", "make"]
 
@@ -42,33 +53,14 @@ def make(metric: Metric, registry: CollectorRegistry, **kwargs: Any) -> Any:
     return cls(metric.name, metric.help, labels, registry=registry, **kwargs)
 
 
-def _protections(check: ProtectionCheck) -> list[str]:
-    wanted = {"require_auth": check.require_auth, "https_redirect": check.https_redirect,
-              "hsts": check.hsts, "forbidden_patterns": bool(check.forbidden_patterns)}
-    return [p for p in PROTECTIONS if wanted[p]]
-
-
 class ProbeMetrics:
     """The exporter's metrics: checks' results and the exporter's own health."""
 
     def __init__(self, registry: CollectorRegistry, duration_buckets: Iterable[float]) -> None:
         self.registry = registry
         self.buckets = tuple(duration_buckets)
+        self.checks = CheckStore(self.buckets)
         m = contract
-        self.success = make(m.CHECK_SUCCESS, registry)
-        self.runs = make(m.CHECK_RUNS, registry)
-        self.failures = make(m.CHECK_FAILURES, registry)
-        self.duration = make(m.CHECK_DURATION, registry, buckets=self.buckets)
-        self.phase = make(m.CHECK_PHASE, registry)
-        self.last_run = make(m.CHECK_LAST_RUN, registry)
-        self.status_code = make(m.CHECK_STATUS_CODE, registry)
-        self.overruns = make(m.CHECK_OVERRUNS, registry)
-        self.step_duration = make(m.JOURNEY_STEP_DURATION, registry, buckets=self.buckets)
-        self.step_failures = make(m.JOURNEY_STEP_FAILURES, registry)
-        self.auth_duration = make(m.JOURNEY_AUTH_DURATION, registry)
-        self.tls_expiry = make(m.TLS_EXPIRY, registry)
-        self.tls_valid = make(m.TLS_CHAIN_VALID, registry)
-        self.protection = make(m.PROTECTION_HOLDS, registry)
         self.build = make(m.BUILD_INFO, registry)
         self.build.info({"version": __version__, "python": platform.python_version()})
         self.reload_ok = make(m.CONFIG_RELOAD_OK, registry)
@@ -79,7 +71,14 @@ class ProbeMetrics:
         self.scrape = make(m.SCRAPE_DURATION, registry,
                            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
         self.configured = make(m.CHECKS_CONFIGURED, registry)
-        self._children: dict[tuple[str, str], list[tuple[Any, tuple[str, ...]]]] = {}
+        self.running = make(m.CHECKS_RUNNING, registry)
+        self.shard = make(m.SHARD_INFO, registry)
+        self.shard.info({"index": "0", "count": "1"})
+        self.probes_in_flight = make(m.PROBES_IN_FLIGHT, registry)
+        self.probes_rejected = make(m.PROBES_REJECTED, registry)
+        for reason in PROBE_REJECT_REASONS:
+            self.probes_rejected.labels(reason)
+        self.access = AccessMetrics(registry)
 
     def reloaded(self, ok: bool) -> None:
         self.reloads.labels("success" if ok else "failure").inc()
@@ -87,65 +86,57 @@ class ProbeMetrics:
         if ok:
             self.reload_time.set(time.time())
 
-    def prepare(self, target: str, check: Check) -> None:
-        """Create every series the check can produce, at zero."""
-        base = (target, check.name)
-        children: list[tuple[Any, tuple[str, ...]]] = []
-
-        def child(metric: Any, *labels: str) -> Any:
-            children.append((metric, (*base, *labels)))
-            return metric.labels(*base, *labels)
-
-        child(self.success)
-        child(self.runs)
-        child(self.duration)
-        child(self.last_run)
-        child(self.status_code)
-        child(self.overruns)
-        for reason in FAILURE_REASONS:
-            child(self.failures, reason)
-        for phase in PHASES:
-            child(self.phase, phase)
-        if isinstance(check, JourneyCheck):
-            child(self.auth_duration)
-            for step in check.steps:
-                child(self.step_duration, step.label)
-                for reason in FAILURE_REASONS:
-                    child(self.step_failures, step.label, reason)
-        if isinstance(check, TLSCheck):
-            child(self.tls_expiry)
-            child(self.tls_valid)
-        if isinstance(check, ProtectionCheck):
-            for protection in _protections(check):
-                child(self.protection, protection).set(1)
-        self._children[base] = children
+    def prepare(self, target: str, check: Check, phase_series: bool = True) -> None:
+        """Create every series the check can produce, at zero (kept when its shape is unchanged)."""
+        self.checks.prepare(target, check, phase_series)
+        self.access.prepare(target, check)
 
     def forget(self, target: str, check_name: str) -> None:
         """Remove a check's series (it left the configuration)."""
-        for metric, labels in self._children.pop((target, check_name), []):
-            with contextlib.suppress(KeyError):
-                metric.remove(*labels)
+        self.checks.forget(target, check_name)
+        self.access.forget(target, check_name)
 
     def record(self, target: str, outcome: Outcome) -> None:
-        base = (target, outcome.check)
-        self.runs.labels(*base).inc()
-        self.success.labels(*base).set(1 if outcome.success else 0)
-        if not outcome.success:
-            self.failures.labels(*base, outcome.reason).inc()
-        self.duration.labels(*base).observe(outcome.duration)
-        for phase, value in outcome.phases.items():
-            self.phase.labels(*base, phase).set(value)
-        self.status_code.labels(*base).set(outcome.status)
-        self.last_run.labels(*base).set(outcome.finished_at or time.time())
-        if outcome.kind == "journey":
-            self.auth_duration.labels(*base).set(outcome.auth_duration)
-            for step in outcome.steps:
-                self.step_duration.labels(*base, step.name).observe(step.duration)
-                if not step.success:
-                    self.step_failures.labels(*base, step.name, step.reason or "assertion").inc()
-        if outcome.tls_expiry is not None:
-            self.tls_expiry.labels(*base).set(outcome.tls_expiry)
-        if outcome.tls_chain_valid is not None:
-            self.tls_valid.labels(*base).set(1 if outcome.tls_chain_valid else 0)
-        for protection, holds in outcome.protections.items():
-            self.protection.labels(*base, protection).set(1 if holds else 0)
+        self.checks.record(target, outcome)
+        self.access.record(target, outcome)
+
+    def overrun(self, target: str, check_name: str, missed: int) -> None:
+        self.checks.overrun(target, check_name, missed)
+
+    def render(self, accept: str = "", compress: bool = False) -> tuple[bytes, str]:
+        """The exposition for an ``Accept`` header, gzipped when ``compress``, and its type.
+
+        OpenMetrics 1.0 when the scraper asks for it (Prometheus does), else the classic
+        text format; prometheus_client renders the exporter's own metrics in either. The
+        checks' part is compressed block by block and cached (exposition.py); only the
+        exporter's own few dozen series are compressed afresh.
+        """
+        start = time.perf_counter()
+        openmetrics = wants_openmetrics(accept)
+        own = (generate_openmetrics if openmetrics else generate_latest)(self.registry)
+        if compress:
+            body = gzip_join([*self.checks.deflated(openmetrics),
+                              (own, deflate(own, self.checks.level))])
+        else:
+            body = b"".join([*self.checks.chunks(openmetrics), own])
+        self.scrape.observe(time.perf_counter() - start)
+        return body, OPENMETRICS if openmetrics else CONTENT_TYPE_PLAIN_0_0_4
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """Whether an ``Accept`` header asks for OpenMetrics 1.0 (Prometheus's first choice).
+
+    prometheus_client's ``choose_encoder`` raises on a version it cannot parse (a scraper's
+    header must never turn into a 500) and offers versions this exporter does not write,
+    so the choice is made here: OpenMetrics 1.0.0 when it is accepted (no version means
+    1.0.0), otherwise the classic text format 0.0.4, which every scraper reads.
+    """
+    for entry in accept.split(",")[:32]:
+        kind, *params = (part.strip() for part in entry.split(";"))
+        if kind.lower() != "application/openmetrics-text":
+            continue
+        values = dict(p.partition("=")[::2] for p in params)
+        if values.get("version", "1.0.0") in ("1.0.0", "") and values.get("q", "1") not in (
+                "0", "0.0", "0.00", "0.000"):
+            return True
+    return False

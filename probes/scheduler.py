@@ -5,24 +5,44 @@ Each check is an asyncio task that sleeps until its next tick, waits for a slot
 schedules the next tick. A run that outlasts its interval skips the ticks it
 missed (counted as overruns) instead of piling runs up. Scrapes never wait for a
 check: they read the last recorded results.
+
+First runs come within the first few seconds (results soon after a start); from the
+second run on, each check keeps a phase in its interval taken from a hash of its name,
+so thousands of checks with the same interval are spread evenly over it instead of
+firing in bursts (which would make scrapes and CPU use spiky).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 from crmpulse.config import Check
 
 from .checks import Outcome, TargetRunner
 
-__all__ = ["Scheduler"]
+__all__ = ["LastRun", "Scheduler", "phase_of"]
 
 log = logging.getLogger("crmpulse.probe")
+
+
+class LastRun(NamedTuple):
+    success: bool
+    reason: str
+    message: str
+    finished_at: float
+
+
+def phase_of(name: str) -> float:
+    """A fraction of the interval in [0, 1) fixed by the check's name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") / 2**32
 
 
 class Scheduler:
@@ -35,13 +55,19 @@ class Scheduler:
         self.on_overrun = on_overrun
         self.slots = asyncio.Semaphore(concurrency)
         self.spread = spread
-        self.last: dict[str, Outcome] = {}
+        # the last run of each check, for the landing page: a tuple of plain values, which
+        # the collector does not track (thousands of Outcomes would make its walks long)
+        self.last: dict[str, LastRun] = {}
         self.tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.tasks = [loop.create_task(self._loop(check), name=f"check:{check.name}")
                       for check in self.checks]
+
+    def running(self) -> int:
+        """How many checks' schedules are alive (a task that died is not running)."""
+        return sum(1 for task in self.tasks if not task.done())
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -52,14 +78,16 @@ class Scheduler:
         self.tasks = []
 
     async def _loop(self, check: Check) -> None:
-        # Spread first runs over the first interval so 200 checks do not fire at once.
+        # Spread first runs over the first seconds so 2,000 checks do not fire at once.
+        start = time.monotonic()
         if self.spread:
             await asyncio.sleep(random.uniform(0, min(check.interval, 5.0)))
-        next_tick = time.monotonic()
+        grid: float | None = None if self.spread else time.monotonic()
         while True:
             async with self.slots:
                 outcome = await self.runner.run(check)
-            self.last[check.name] = outcome
+            self.last[check.name] = LastRun(outcome.success, outcome.reason, outcome.message,
+                                            outcome.finished_at)
             try:
                 self.on_outcome(outcome)
             except Exception:  # recording must never stop the schedule
@@ -67,11 +95,19 @@ class Scheduler:
             if not outcome.success:
                 log.info("check failed check=%s reason=%s message=%r", check.name,
                          outcome.reason, outcome.message)
-            jitter = check.interval * check.jitter / 100
-            next_tick += check.interval + random.uniform(-jitter, jitter)
+            del outcome  # not held by thousands of sleeping schedules (the collector walks them)
             now = time.monotonic()
-            if next_tick < now:
-                missed = int((now - next_tick) // check.interval) + 1
+            if grid is None:  # from now on, keep this check's own phase in the interval
+                phase = start + phase_of(check.name) * check.interval
+                grid = phase + math.ceil((now - phase) / check.interval) * check.interval
+                await asyncio.sleep(max(0.0, grid - now))
+                continue
+            grid += check.interval
+            if grid < now:
+                missed = int((now - grid) // check.interval) + 1
                 self.on_overrun(check, missed)
-                next_tick += missed * check.interval
-            await asyncio.sleep(max(0.0, next_tick - now))
+                grid += missed * check.interval
+            # jitter around the grid, not added up over runs: the check keeps its phase, so
+            # checks stay spread and the exposition can cache what did not run (exposition.py)
+            jitter = check.interval * check.jitter / 100
+            await asyncio.sleep(max(0.0, grid + random.uniform(-jitter, jitter) - now))

@@ -239,22 +239,32 @@ def cmd_probe(args: argparse.Namespace) -> int:
     import logging
 
     from crmpulse.probes.exporter import Exporter, create_app
+    from crmpulse.probes.sharding import parse_shard
     from crmpulse.probes.webconfig import basic_auth_middleware, load_web_config
 
     from ..config import load_config
     from ..serving import bind, parse_listen, server_for
 
+    try:
+        shard = parse_shard(args.shard) if args.shard else None
+    except ValueError as exc:
+        print(f"crmpulse: --shard: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     loaded = load_config(args.config)
     web = load_web_config(args.web_config_file) if args.web_config_file else None
-    if args.check_config:
-        print(f"{args.config}: valid ({len(loaded.config.probes.checks)} checks and "
-              f"{len(loaded.config.probes.sync)} sync pairs for target {loaded.target.name})")
-        return EXIT_OK
     listen = args.listen or loaded.config.probes.listen
+    if args.check_config:
+        # building the runners loads the TLS files: a file that does not load is reported
+        built = Exporter(Path(args.config), loaded, listen=listen, shard=shard).build()
+        print(f"{args.config}: valid ({len(loaded.config.probes.checks)} checks and "
+              f"{len(loaded.config.probes.sync)} sync pairs for target {loaded.target.name}"
+              + (f"; shard {built.shard[0]}/{built.shard[1]} runs {len(built.checks)} checks "
+                 f"and {len(built.pairs)} sync pairs" if built.shard[1] > 1 else "") + ")")
+        return EXIT_OK
     if args.sweep_only:
         import asyncio
 
-        exporter = Exporter(Path(args.config), loaded, listen=listen)
+        exporter = Exporter(Path(args.config), loaded, listen=listen, shard=shard)
         reports = asyncio.run(exporter.sweep_only(args.sweep_older_than))
         failed = False
         for r in reports:
@@ -281,7 +291,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
         print(f"crmpulse: cannot listen on {listen}: {exc.strerror}", file=sys.stderr)
         return EXIT_FAILED
     # the bound port (port 0 picks one), so webhook subscriptions name where we really listen
-    exporter = Exporter(Path(args.config), loaded, listen=f"{host}:{sock.getsockname()[1]}")
+    exporter = Exporter(Path(args.config), loaded, listen=f"{host}:{sock.getsockname()[1]}",
+                        shard=shard)
+    # runners are built (TLS files loaded) before anything is served: a file that does not
+    # load is a config error (exit 2), not an exporter running no checks
+    exporter.pending = exporter.build()
     app = redact.redacting_app(create_app(exporter))  # landing page, /metrics, /probe
     if web is not None:
         app = basic_auth_middleware(app, web)
@@ -292,7 +306,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     server = server_for(app, ssl_certfile=web.cert_file if web else None,
                         ssl_keyfile=web.key_file if web else None)
     server.run(sockets=[sock])
-    return EXIT_OK
+    return EXIT_OK if server.started else EXIT_FAILED
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
@@ -323,6 +337,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from ..client import Client
     from ..config import load_config
     from ..markers import (
+        access_targets,
         family_marker,
         loadtest_targets,
         run_marker,
@@ -344,6 +359,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         targets = loadtest_targets(loaded, family, lambda found: any(
             m.kind == "lt" and m.target == target_name for m in found))
         targets += sync_targets(loaded)
+        targets += access_targets(loaded)
     if not targets:
         print(f"crmpulse: profile {loaded.profile.name} has no sweep section and no sync pairs are "
               "configured: nothing tells crmpulse how to list marked records", file=sys.stderr)
@@ -648,6 +664,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--web-config-file", default=os.environ.get("CRMPULSE_WEB_CONFIG"),
                    help="exporter-toolkit web config: TLS and basic auth for the exporter's own "
                    "endpoints (env CRMPULSE_WEB_CONFIG)")
+    p.add_argument("--shard", default=os.environ.get("CRMPULSE_PROBE_SHARD"), metavar="INDEX/COUNT",
+                   help="run only this share of the checks and sync pairs, e.g. 2/5; INDEX may be "
+                   "a StatefulSet pod name like crmpulse-probe-2 (env CRMPULSE_PROBE_SHARD; "
+                   "default: probes.shard from the config)")
     p.add_argument("--check-config", action="store_true", help="validate the config and exit")
     p.add_argument("--sweep-only", action="store_true",
                    help="run the sync pairs' sweeper once (delete marked records older than "

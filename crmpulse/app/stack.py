@@ -31,6 +31,64 @@ __all__ = ["Stack", "StackPorts", "receive"]
 
 STARTER = Path(__file__).parents[1] / "starter.yaml"
 SANDBOX_SECRET = "sandbox-secret"  # the sandbox's public test secret
+#: The sandbox's other public test credentials (docs/sandbox.md), for the access checks: name ->
+#: (file the secret is written to, the credential, with the file's reference for its secret).
+ACCESS_CREDENTIALS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "tenant2": ("tenant2-secret", "tenant2-secret", {
+        "type": "oauth2_client_credentials", "client_id": "crmpulse-tenant2", "client_secret": None}),
+    "restricted": ("restricted-secret", "restricted-secret", {
+        "type": "oauth2_client_credentials", "client_id": "crmpulse-restricted", "client_secret": None}),
+    "integration": ("client-secret", SANDBOX_SECRET, {
+        "type": "oauth2_client_credentials", "client_id": "crmpulse", "client_secret": None}),
+    "canary": ("canary-password", "canary-password", {
+        "type": "basic", "username": "canary@sandbox.example", "password": None}),
+}
+
+
+ACCESS_CHECKS = """\
+- name: tenant_isolation
+  kind: isolation
+  observer: tenant2
+  reads:
+    get: {operation: get_contact, with: {id: "{{ id }}"}}
+    list: {operation: list_contacts, with: {tag: "{{ marker }}"}}
+    search: {operation: search_contacts, with: {email: "{{ email }}"}, within: WAIT}
+    export: {operation: export_contacts}
+- name: restricted_role
+  kind: role_scope
+  credential: restricted
+  own: {operation: create_contact, with: {first_name: Crmpulse, last_name: "Own {{ nonce }}",
+                                          email: "{{ email }}", tags: ["{{ marker }}"]}}
+  denied:
+    - {operation: get_contact, with: {id: "{{ other_id }}"}, status: [404]}
+    - {operation: delete_contact, with: {id: "{{ own_id }}"}, status: [403]}
+  hidden_fields:
+    - {operation: get_contact, with: {id: "{{ own_id }}"}, fields: [phone]}
+- name: personal_data
+  kind: exposure
+  reads:
+    - {operation: get_contact, with: {id: "{{ id }}"}}
+    - {operation: export_contacts}
+  allow: [{detector: email, path: $.email}, {detector: email, path: csv.email}]
+- name: token_revocation
+  kind: revocation
+  credential: integration
+  revoke: {operation: revoke_token, with: {token: "{{ token }}"}}
+  read: {operation: whoami}
+  within: WAIT
+- name: login_lockout
+  kind: bruteforce
+  credential: canary
+  account: canary@sandbox.example
+  login: {operation: login, with: {username: "{{ username }}", password: "{{ password }}"}}
+"""
+
+
+def access_checks(timeout: float) -> list[dict[str, Any]]:
+    """An access check of each kind the native sandbox can break (as in docs/probes.md)."""
+    wait = f"{max(0.2, timeout * 0.6):g}s"  # a wait inside a run must end before the run does
+    checks: list[dict[str, Any]] = yaml.safe_load(ACCESS_CHECKS.replace("WAIT", wait))
+    return checks
 
 
 @dataclass
@@ -130,6 +188,12 @@ class Stack:
         secret = self.dir / "client-secret"
         secret.write_text(SANDBOX_SECRET)
         data["target"]["auth"]["client_secret"] = f"${{file:{secret}}}"
+        credentials = data["target"].setdefault("credentials", {})
+        for name, (file, value, spec) in ACCESS_CREDENTIALS.items():
+            (self.dir / file).write_text(value)
+            key = "password" if "password" in spec else "client_secret"
+            credentials[name] = {**spec, key: f"${{file:{self.dir / file}}}"}
+        data["probes"]["checks"] += access_checks(max(0.5, check_interval * 0.8))
         data["probes"]["listen"] = f"127.0.0.1:{self.ports.probe}"
         for check in data["probes"]["checks"]:
             check["interval"] = f"{check_interval:g}s"

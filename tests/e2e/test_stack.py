@@ -1,5 +1,7 @@
 """The whole loop on one machine: `crmpulse stack up`, an outage that pages and resolves,
-a sync stall that alerts, and silence while healthy. Real Prometheus, real Alertmanager.
+a sync stall that alerts, a broken tenant filter that pages, every other
+broken protection firing its own access alert, and silence while healthy (access
+checks of every kind included). Real Prometheus, real Alertmanager.
 
 Alert windows are compressed 60x (`--compress 60`) and intervals shortened, so an hour
 of burn-rate window is a minute here: what is tested is the wiring (rules loaded,
@@ -101,6 +103,56 @@ def test_a_sync_stall_fires_the_sync_alert(stack) -> None:  # type: ignore[no-un
               "(30 s threshold, then 5 s compressed `for`)")
     finally:
         httpx.delete(sandbox + "/admin/faults", headers=ADMIN)
+
+
+def test_a_tenant_filter_dropped_from_search_pages_at_once_and_resolves(stack) -> None:  # type: ignore[no-untyped-def]
+    folder, sandbox, _ = stack
+    httpx.put(sandbox + "/admin/faults", json={"unfiltered_reads": ["search"]}, headers=ADMIN)
+    try:
+        detected = wait_for(folder, "CrmTenantIsolationBroken", "firing", timeout=60)
+    finally:
+        httpx.delete(sandbox + "/admin/faults", headers=ADMIN)
+    resolved = wait_for(folder, "CrmTenantIsolationBroken", "resolved", timeout=60)
+    page = next(a for n in notifications(folder) for a in n["alerts"]
+                if a["labels"].get("alertname") == "CrmTenantIsolationBroken")
+    assert {k: page["labels"][k] for k in ("severity", "check", "kind", "path")} == {
+        "severity": "critical", "check": "tenant_isolation", "kind": "isolation", "path": "search"}
+    print(f"isolation page delivered {detected:.1f}s after search lost its tenant filter; resolved "
+          f"{resolved:.1f}s after it was restored")
+    assert not seen(folder, "CrmPersonalDataExposed", "firing")  # only the broken protection pages
+
+
+#: knob -> (the alert it must fire, its severity, the check and path in its labels)
+ACCESS_KNOBS = {
+    "widen_role": ("CrmRoleScopeBroken", "critical", "restricted_role", "get_contact"),
+    "expose_sensitive": ("CrmPersonalDataExposed", "critical", "personal_data", "get_contact"),
+    "ignore_revocation": ("CrmRevokedTokenAccepted", "warning", "token_revocation", "revoke"),
+    "login_throttle": ("CrmLoginThrottleMissing", "warning", "login_lockout", "login"),
+}
+
+
+def test_every_other_broken_protection_fires_its_own_access_alert_and_resolves(stack) -> None:  # type: ignore[no-untyped-def]
+    """The four other knobs at once: each breaks a different check (that each breaks exactly its
+    own is proven run by run in tests/integration/test_access_native.py), so what this adds is
+    the wiring of every access alert: rule loaded, fired, routed, delivered with its labels,
+    resolved. At once, so the stack pays one detection wait, not four."""
+    folder, sandbox, _ = stack
+    before = len(notifications(folder))
+    httpx.put(sandbox + "/admin/faults", headers=ADMIN, json={
+        "widen_role": True, "expose_sensitive": True, "ignore_revocation": True, "login_throttle": False})
+    try:
+        for alert, *_ in ACCESS_KNOBS.values():
+            wait_for(folder, alert, "firing", timeout=60)
+    finally:
+        httpx.delete(sandbox + "/admin/faults", headers=ADMIN)
+    for alert, severity, check, path in ACCESS_KNOBS.values():
+        wait_for(folder, alert, "resolved", timeout=60)
+        fired = [a["labels"] for n in notifications(folder) for a in n["alerts"]
+                 if a["labels"].get("alertname") == alert and a["status"] == "firing"]
+        assert {"severity": severity, "check": check, "path": path} in [
+            {k: labels.get(k) for k in ("severity", "check", "path")} for labels in fired], (alert, fired)
+    assert not [a for n in notifications(folder)[before:] for a in n["alerts"]  # isolation held
+                if a["labels"].get("alertname") == "CrmTenantIsolationBroken" and a["status"] == "firing"]
 
 
 def test_status_reports_and_down_stops_only_what_up_started(stack, sandbox: SandboxProcess) -> None:  # type: ignore[no-untyped-def]

@@ -271,13 +271,14 @@ CASES: dict[str, tuple[str, str, str]] = {
 # A profile with the profile-model syntax (value maps, named and fetched credentials, ids
 # from headers, throttling, quota, pagination into a body); each case changes one thing in
 # it: (old, new, the exact problem line), {p} is the profile file.
+# (its sign-in operation is not called `login`: the sandbox profile has one, for bruteforce checks)
 PROFILE_EXTRA = """\
 maps:
   stages: {prospecting: PROSPECTING, proposal: PROPOSE}
 credentials:
   session:
     type: operation
-    operation: login
+    operation: session_login
     token: $.access_token
 throttled:
   - {status: 429}
@@ -286,7 +287,7 @@ quota:
   - {name: daily, window: 24h, limit: header:X-Limit, remaining: header:X-Remaining}
 instance_url: $.instance_url
 operations:
-  login: {method: POST, path: /oauth/token, auth: false, json: {grant_type: password}}
+  session_login: {method: POST, path: /oauth/token, auth: false, json: {grant_type: password}}
   whoami_session: {path: /api/v1/me, auth: session}
   create_odata: {method: POST, path: /odata, expect: [204],
                  extract: {id: {from: "header:OData-EntityId", match: '\\(([^)]+)\\)'}}}
@@ -302,12 +303,12 @@ PROFILE_CASES: dict[str, tuple[str, str, str]] = {
                               '{p}:2 maps.join: "join" is a built-in filter; give the map another name'),
     "map-value-a-list": ("prospecting: PROSPECTING", "prospecting: [a, b]",
                          "{p}:2 maps.stages.prospecting: expected text, a number or true/false, got a list"),
-    "credential-operation-unknown": ("    operation: login\n", "    operation: logni\n",
+    "credential-operation-unknown": ("    operation: session_login\n", "    operation: session_logni\n",
                                      '{p}:6 credentials.session.operation: expected an operation of this profile, '
-                                     'got "logni"'),
-    "credential-fetched-with-itself": ("login: {method: POST, path: /oauth/token, auth: false",
-                                       "login: {method: POST, path: /oauth/token, auth: session",
-                                       "{p}:6 credentials.session.operation: operation login fetches credential "
+                                     'got "session_logni"'),
+    "credential-fetched-with-itself": ("session_login: {method: POST, path: /oauth/token, auth: false",
+                                       "session_login: {method: POST, path: /oauth/token, auth: session",
+                                       "{p}:6 credentials.session.operation: operation session_login fetches credential "
                                        "session and cannot itself be sent with it"),
     "credential-token-not-a-jsonpath": ("token: $.access_token", "token: $.[access",
                                         '{p}:7 credentials.session.token.from: expected a JSONPath like '

@@ -222,10 +222,10 @@ NAMED = """
 credentials:
   session:
     type: operation
-    operation: login
+    operation: session_login
     token: $.access_token
 operations:
-  login: {method: POST, path: /oauth/token, auth: false, json: {grant_type: client_credentials,
+  session_login: {method: POST, path: /oauth/token, auth: false, json: {grant_type: client_credentials,
           client_id: crmpulse, client_secret: "{{ secret }}"}}
   export_named: {path: "http://127.0.0.1:{{ port }}/export", auth: session}
 """

@@ -18,10 +18,51 @@ REPO = Path(__file__).resolve().parents[2]
 RUNBOOKS = REPO / "alerts" / "runbooks"
 
 
+ACCESS = """\
+    - {name: certificate, kind: tls, interval: 1h, host: 127.0.0.1, port: 8443}
+    - name: tenant_isolation
+      kind: isolation
+      observer: tenant2
+      reads: {get: {operation: get_contact, with: {id: "{{ id }}"}}}
+    - name: restricted_role
+      kind: role_scope
+      credential: restricted
+      denied: [{operation: get_contact, with: {id: "{{ other_id }}"}, status: [404]}]
+    - name: personal_data
+      kind: exposure
+      reads: [{operation: get_contact, with: {id: "{{ id }}"}}]
+      allow: [{detector: email, path: $.email}]
+    - name: token_revocation
+      kind: revocation
+      credential: tenant2
+      revoke: {operation: revoke_token, with: {token: "{{ token }}"}}
+      read: {operation: whoami}
+    - {name: login_lockout, kind: bruteforce, credential: canary, account: canary@sandbox.example}
+  sync:
+    - name: webhooks
+      mode: webhook
+      interval: 1m
+      sla: 30s
+      create: {operation: create_contact, with: {first_name: C, last_name: W, email: "{{ marker }}-{{ canary }}@crmpulse.example", tags: ["{{ marker }}"]}}
+      webhook:
+        subscribe: {operation: register_webhook, with: {url: "{{ url }}", secret: "{{ webhook_secret }}"}}
+        signature: {header: X-Sandbox-Signature, prefix: "sha256="}
+      sweep: {operation: list_contacts, with: {tag: "{{ marker }}"}}
+"""
+CREDENTIALS = """\
+  credentials:
+    tenant2: {type: oauth2_client_credentials, client_id: crmpulse-tenant2, client_secret: "${env:CRMPULSE_CLIENT_SECRET}"}
+    restricted: {type: oauth2_client_credentials, client_id: crmpulse-restricted, client_secret: "${env:CRMPULSE_CLIENT_SECRET}"}
+    canary: {type: oauth2_password, client_id: crmpulse, username: canary@sandbox.example, password: "${env:CRMPULSE_CLIENT_SECRET}"}
+  tls:
+"""
+
+
 def example_config(tmp_path: Path) -> Path:
-    """The starter config, plus a TLS check so every companion alert is generated."""
+    """The starter config, plus a TLS check, access checks of every kind and a webhook pair,
+    so every companion alert is generated."""
     text = (REPO / "crmpulse" / "starter.yaml").read_text()
-    text = text.replace("  sync:\n", "    - {name: certificate, kind: tls, interval: 1h, host: 127.0.0.1, port: 8443}\n  sync:\n", 1)
+    text = text.replace("  sync:\n", ACCESS, 1).replace("  tls:\n", CREDENTIALS, 1)
     path = tmp_path / "crmpulse.yaml"
     path.write_text(text)
     return path

@@ -68,7 +68,7 @@ def test_the_provisioning_file_matches_grafanas_documented_format(setup: Any) ->
     twin = jsonschema.Draft202012Validator({"$schema": SCHEMA["$schema"], "$defs": SCHEMA["$defs"],
                                             "$ref": "#/$defs/twinRule"})
     rules = [r for g in document["groups"] for r in g["rules"]]
-    assert len(rules) == 13
+    assert len(rules) == 20
     for rule in rules:
         twin.validate(rule)
         assert "grafana_alert" not in rule and rule["title"]

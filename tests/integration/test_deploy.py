@@ -127,3 +127,28 @@ def test_the_grafana_provisioning_points_at_the_datasource_uid_dashboards_use() 
     overview = json.loads((DEPLOY / "grafana" / "dashboards" / "overview.json").read_text())
     variable = overview["templating"]["list"][0]
     assert variable["type"] == "datasource" and variable["current"]["value"] == uid
+
+
+def test_the_sharded_exporter_gives_each_pod_the_shard_of_its_ordinal() -> None:
+    from crmpulse.probes.sharding import parse_shard
+
+    docs = {(d["kind"], d["metadata"]["name"]): d
+            for d in yaml.safe_load_all((KUBE / "exporter-sharded.yaml").read_text()) if d}
+    statefulset = docs[("StatefulSet", "crmpulse-probe-shard")]
+    container = statefulset["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    shard = args[args.index("--shard") + 1]
+    assert shard.startswith("$(POD_NAME)/")
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
+    replicas = statefulset["spec"]["replicas"]
+    pods = [f"{statefulset['metadata']['name']}-{ordinal}" for ordinal in range(replicas)]
+    assert [parse_shard(shard.replace("$(POD_NAME)", pod)) for pod in pods] == [
+        (ordinal, replicas) for ordinal in range(replicas)]
+    service = docs[("Service", "crmpulse-probe-shard")]
+    monitor = docs[("ServiceMonitor", "crmpulse-probe-shard")]
+    labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["clusterIP"] == "None" and service["spec"]["selector"].items() <= labels.items()
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert statefulset["spec"]["serviceName"] == service["metadata"]["name"]
+    assert "exporter-sharded.yaml" not in yaml.safe_load((KUBE / "kustomization.yaml").read_text())[
+        "resources"]  # a variant: used instead of exporter.yaml, never beside it

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..api import admin
-from ..api.common import Endpoint, Inputs, MalformedJSON, parse_json, read_body
+from ..api.common import MAX_DEPTH, Endpoint, Inputs, MalformedJSON, parse_json, read_body
 from ..api.common import routes as endpoint_routes
 from ..engine import Sandbox
 from ..middleware import Policy, Zone
@@ -66,7 +66,7 @@ def origin(request: Request) -> str:
 
 async def json_body(request: Request) -> Any:
     """The body as strict JSON; raises ``MalformedJSON`` with a message fit for a client."""
-    return parse_json(await read_body(request))
+    return parse_json(await read_body(request), MAX_DEPTH)
 
 
 def iso_utc(stamp: str | None) -> datetime | None:

@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from ...access import Principal, User
-from ...api.common import MalformedJSON, parse_json, read_body
+from ...api.common import MAX_DEPTH, MalformedJSON, parse_json, read_body
 from ...engine import Sandbox
 from ..common import origin
 from ..fields import Field, ObjectMap
@@ -376,7 +376,7 @@ class WebApi:
 
     async def body(self, obj: ObjectMap, request: Request) -> dict[str, Any]:
         try:
-            data = parse_json(await read_body(request))
+            data = parse_json(await read_body(request), MAX_DEPTH)
         except MalformedJSON as exc:
             raise self.payload(obj, f"Microsoft.OData.ODataException: {exc}") from None
         if not isinstance(data, dict):

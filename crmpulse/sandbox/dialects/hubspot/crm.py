@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ...access import Principal, User
-from ...api.common import MalformedJSON, parse_json, read_body
+from ...api.common import MAX_DEPTH, MalformedJSON, parse_json, read_body
 from ...engine import Sandbox
 from ...quota import DailyWindow
 from ...store import decode_cursor, encode_cursor
@@ -217,7 +217,7 @@ class Crm:
 
     async def body(self, request: Request) -> Any:
         try:
-            return parse_json(await read_body(request))
+            return parse_json(await read_body(request), MAX_DEPTH)
         except MalformedJSON as exc:
             raise bad_input(f"Invalid input JSON on line 1, column 1: {exc}") from None
 

@@ -138,8 +138,8 @@ def surface(sb: Sandbox) -> Surface:
             raw = await read_body(request)
             if raw.strip():
                 try:
-                    from ...api.common import parse_json
-                    body = parse_json(raw)
+                    from ...api.common import MAX_DEPTH, parse_json
+                    body = parse_json(raw, MAX_DEPTH)
                 except MalformedJSON as exc:
                     return JSONResponse([{"message": str(exc), "errorCode": "JSON_PARSER_ERROR"}],
                                         status_code=400, media_type=JSON)

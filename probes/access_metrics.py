@@ -1,0 +1,82 @@
+"""The access checks' series: whether each protection holds per path, and counts.
+
+Built from the contract (``ACCESS_METRICS``) in the exporter's registry. Every series an
+access check can produce is created when the check is configured: ``holds`` at 1 (as
+protections are: a check that has not run yet has found nothing broken), counts at 0.
+A path a run could not judge keeps its last value; the run itself fails with its reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from crmpulse import contract as c
+from crmpulse.config import (
+    ACCESS_CHECKS,
+    BruteforceCheck,
+    Check,
+    ExposureCheck,
+    RevocationCheck,
+    access_paths,
+)
+
+from .access import detector_names
+
+__all__ = ["AccessMetrics"]
+
+
+def _gauge(metric: c.Metric, registry: CollectorRegistry) -> Gauge:
+    return Gauge(metric.name, metric.help, list(metric.labels), registry=registry)
+
+
+class AccessMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.holds = _gauge(c.ACCESS_HOLDS, registry)
+        self.exposed = _gauge(c.ACCESS_EXPOSED, registry)
+        self.revocation = _gauge(c.ACCESS_REVOCATION, registry)
+        self.login_attempts = _gauge(c.ACCESS_LOGIN_ATTEMPTS, registry)
+        self._children: dict[tuple[str, str], list[tuple[Gauge, tuple[str, ...]]]] = {}
+
+    def prepare(self, target: str, check: Check) -> None:
+        """Create every series of an access check (nothing for other kinds)."""
+        if not isinstance(check, ACCESS_CHECKS):
+            return
+        children: list[tuple[Gauge, tuple[str, ...]]] = []
+
+        def child(gauge: Gauge, *labels: str) -> Any:
+            children.append((gauge, (target, check.name, *labels)))
+            return gauge.labels(target, check.name, *labels)
+
+        for path in access_paths(check):
+            child(self.holds, check.kind, path).set(1)
+        if isinstance(check, ExposureCheck):
+            for path in dict.fromkeys(r.operation for r in check.reads):
+                for detector in detector_names(check):
+                    child(self.exposed, path, detector).set(0)
+        if isinstance(check, RevocationCheck) and check.revoke is not None:
+            child(self.revocation)
+        if isinstance(check, BruteforceCheck):
+            child(self.login_attempts)
+        self._children[(target, check.name)] = children
+
+    def forget(self, target: str, check_name: str) -> None:
+        for gauge, labels in self._children.pop((target, check_name), []):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)
+
+    def record(self, target: str, outcome: Any) -> None:
+        findings = outcome.access
+        if findings is None or (target, outcome.check) not in self._children:
+            return
+        base = (target, outcome.check)
+        for path, holds in findings.holds.items():
+            self.holds.labels(*base, findings.kind, path).set(1 if holds else 0)
+        for (path, detector), count in findings.exposed.items():
+            self.exposed.labels(*base, path, detector).set(count)
+        if findings.revocation_seconds is not None:
+            self.revocation.labels(*base).set(findings.revocation_seconds)
+        if findings.login_attempts is not None:
+            self.login_attempts.labels(*base).set(findings.login_attempts)
