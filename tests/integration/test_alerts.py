@@ -13,6 +13,7 @@ import yaml
 
 from crmpulse.alerts.companions import ALERT_NAMES
 from crmpulse.app.cli import main
+from tests.helpers import PROMTOOL
 
 REPO = Path(__file__).resolve().parents[2]
 RUNBOOKS = REPO / "alerts" / "runbooks"
@@ -94,7 +95,7 @@ def test_promtool_check_rules_passes(generated: Path) -> None:
 def test_the_generated_rule_tests_pass_in_promtool(generated: Path) -> None:
     files = sorted((generated / "tests").glob("*.test.yml"))
     assert len(files) >= 6
-    procs = [(f, subprocess.Popen(["promtool", "test", "rules", str(f)], stdout=subprocess.PIPE,
+    procs = [(f, subprocess.Popen([*PROMTOOL, "test", "rules", str(f)], stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True)) for f in files]
     for path, proc in procs:
         out, _ = proc.communicate(timeout=600)
@@ -131,7 +132,7 @@ def test_a_broken_rule_makes_its_generated_test_fail(generated: Path, tmp_path: 
         (broken / path.name).write_text(path.read_text().replace("> 0.0144", "> 0.05"))
     test = generated / "tests" / "slo-availability-fast.test.yml"
     (broken / "tests" / test.name).write_text(test.read_text())
-    run = subprocess.run(["promtool", "test", "rules", str(broken / "tests" / test.name)],
+    run = subprocess.run([*PROMTOOL, "test", "rules", str(broken / "tests" / test.name)],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode != 0 and "FAILED" in run.stdout + run.stderr
 
@@ -293,7 +294,7 @@ def test_each_companions_stated_delay_is_the_one_promtool_measures(generated: Pa
             "tests": [{"interval": "1m", "input_series": [{"series": n, "values": _segments(v)}
                                                           for n, v in s.series.items()],
                        "promql_expr_test": probes}]}, sort_keys=False, width=1000))
-        run = subprocess.run(["promtool", "test", "rules", str(path)], capture_output=True, text=True)
+        run = subprocess.run([*PROMTOOL, "test", "rules", str(path)], capture_output=True, text=True)
         firing = sorted(parse_duration(t) / 60 for t in re.findall(r"time: (\w+),", run.stdout + run.stderr))
         assert firing, f"{s.name}: never fired\n{run.stdout[-2000:]}"
         delay = firing[0] - s.start

@@ -40,7 +40,7 @@ from crmpulse import load_config
 from crmpulse.alerts.grafana import MATH, provisioning
 from crmpulse.alerts.rules import RuleSet, build_rules
 from crmpulse.alerts.ruletests import RuleScenario, scenarios
-from tests.helpers import reserve_port, wait_http
+from tests.helpers import PROMTOOL, reserve_port, wait_http
 from tests.integration.test_alerts import example_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -143,7 +143,7 @@ class Backfilled:
                     out.write(f"{metric}{labels} {_fmt(value)} {ts}\n")
             out.write("# EOF\n")
         self.samples = {}
-        run = subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", "-q", str(om),
+        run = subprocess.run([*PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", "-q", str(om),
                               str(blocks)], capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, run.stdout + run.stderr
         data.mkdir(exist_ok=True)

@@ -30,6 +30,7 @@ import yaml
 from crmpulse import load_config
 from crmpulse.alerts.generate import generate
 from crmpulse.alerts.slo import slo_specs
+from tests.helpers import PROMTOOL
 
 REPO = Path(__file__).resolve().parents[2]
 SLOTH = Path(__file__).parent / "sloth" / "sloth-availability-99.9-30d.rules.yml"
@@ -122,7 +123,7 @@ def ours(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_page_and_ticket_start_and_stop_at_sloths_minute_from_100_to_0_2_percent_errors(
         ours: Path, tmp_path: Path) -> None:
-    run = subprocess.run(["promtool", "test", "rules", str(_test_file(tmp_path, ours, RATIOS))],
+    run = subprocess.run([*PROMTOOL, "test", "rules", str(_test_file(tmp_path, ours, RATIOS))],
                          capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
 
@@ -130,6 +131,6 @@ def test_page_and_ticket_start_and_stop_at_sloths_minute_from_100_to_0_2_percent
 def test_the_head_to_head_notices_a_threshold_off_by_a_little(ours: Path, tmp_path: Path) -> None:
     skewed = tmp_path / "skewed.rules.yml"
     skewed.write_text(ours.read_text().replace("> 0.0144", "> 0.015"))
-    run = subprocess.run(["promtool", "test", "rules", str(_test_file(tmp_path, skewed, (0.05,)))],
+    run = subprocess.run([*PROMTOOL, "test", "rules", str(_test_file(tmp_path, skewed, (0.05,)))],
                          capture_output=True, text=True, timeout=900)
     assert run.returncode != 0 and "FAILED" in run.stdout + run.stderr

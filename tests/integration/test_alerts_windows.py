@@ -27,7 +27,7 @@ import yaml
 from crmpulse import load_config
 from crmpulse.alerts.generate import explain, generate
 from crmpulse.alerts.slo import detection, slo_specs
-from tests.helpers import write_config
+from tests.helpers import PROMTOOL, write_config
 
 WINDOWS = ("1d", "7d", "14d", "28d", "30d", "90d")
 OBJECTIVES = ("99", "99.5", "99.9", "99.95", "99.99")
@@ -78,7 +78,7 @@ def test_the_generated_tests_pass_for_every_window_and_objective(window: str, ob
         assert {e["expr"].split("[")[0] for e in test["promql_expr_test"]} == {
             'absent_over_time(ALERTS{alertname="CrmAvailabilityBurnRateFast"}',
             'absent_over_time(ALERTS{alertname="CrmAvailabilityBurnRateSlow"}'}
-    runs = [subprocess.Popen(["promtool", "test", "rules", str(path)], stdout=subprocess.PIPE,
+    runs = [subprocess.Popen([*PROMTOOL, "test", "rules", str(path)], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, env=os.environ) for path in tests]
     for path, run in zip(tests, runs, strict=True):
         out, _ = run.communicate(timeout=900)
