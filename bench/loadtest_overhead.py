@@ -11,7 +11,9 @@ each in one process, then with two worker processes (Locust's --processes 2);
 - ceiling: wrk with one thread against the same endpoint.
 
 Printed: each rate, crmpulse/plain Locust (goal: at least 0.95) and the cost of HDR
-recording, 1 - crmpulse/crmpulse without HDR (goal: at most 2 %).
+recording, 1 - crmpulse/crmpulse without HDR (goal: at most 2 %); then the same ratios
+from the CPU time each run's processes spent per request while the test ran
+(bench/loadtest/cpu_probe.py), which on a shared machine scatter far less than rates.
 
     python bench/loadtest_overhead.py [--seconds 10] [--users 20] [--rounds 3]
 
@@ -65,19 +67,25 @@ http {{
 
 
 def locust_rate(args: list[str], folder: Path, name: str, seconds: int, users: int,
-                env: dict[str, str], processes: int = 0) -> float:
+                env: dict[str, str], processes: int = 0) -> tuple[float, float]:
+    """Requests per second, and CPU microseconds per request (all the run's processes)."""
     prefix = folder / name
     extra = ["--processes", str(processes)] if processes else []
+    cpu_file = folder / f"{name}.cpu"
+    args = [args[0], f"{args[1]},{REPO / 'bench' / 'loadtest' / 'cpu_probe.py'}", *args[2:]]
     subprocess.run([sys.executable, "-m", "locust", *args, "--headless", "--only-summary",
                     "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--csv", str(prefix),
-                    "--loglevel", "ERROR", *extra], env=env, capture_output=True, timeout=seconds + 120)
+                    "--loglevel", "ERROR", *extra], env={**env, "BENCH_CPU_FILE": str(cpu_file)},
+                   capture_output=True, timeout=seconds + 120)
     with open(f"{prefix}_stats.csv", newline="") as handle:
         rows = {r["Name"]: r for r in csv.DictReader(handle)}
     total = rows["Aggregated"]
     requests = int(total["Request Count"])
     if "handle_a_ticket" in str(rows) or any(r["Type"] == "journey" for r in rows.values()):
         requests -= sum(int(r["Request Count"]) for r in rows.values() if r["Type"] == "journey")
-    return requests / seconds
+    probes = [line.split() for line in cpu_file.read_text().splitlines()] if cpu_file.exists() else []
+    cpu, sent = sum(float(p[1]) for p in probes), sum(int(p[2]) for p in probes)
+    return requests / seconds, (cpu / sent * 1e6 if sent else float("nan"))
 
 
 def record_cost_us(count: int = 200_000) -> float:
@@ -134,14 +142,17 @@ loadtest:
                  "plain Locust FastHttpUser (peer)": ["-f", str(REPO / "bench" / "loadtest" /
                                                             "plain_locustfile.py"), "--host", base]}
         rates: dict[tuple[str, int], list[float]] = {}
+        cpu_us: dict[tuple[str, int], list[float]] = {}
         for processes in (0, 2):
             for round_ in range(args.rounds):  # alternate, so drift on a shared machine hits all
                 for name, argv in files.items():
                     if processes and name.startswith("crmpulse"):  # the shape sets the users
                         argv = [*argv, "--crmpulse-users", str(processes)]
-                    rates.setdefault((name, processes), []).append(locust_rate(
+                    rate, per_request = locust_rate(
                         argv, folder, f"{name[:8]}{processes}{round_}".replace(" ", ""), args.seconds,
-                        args.users * max(processes, 1), env, processes))
+                        args.users * max(processes, 1), env, processes)
+                    rates.setdefault((name, processes), []).append(rate)
+                    cpu_us.setdefault((name, processes), []).append(per_request)
         out = subprocess.run(["wrk", "-t1", f"-c{args.users}", f"-d{args.seconds}s",
                               f"{base}/api/v1/contacts/c1"], capture_output=True, text=True).stdout
         ceiling = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -164,6 +175,20 @@ loadtest:
               f"({', '.join(f'{r:.2f}' for r in ratio)}; goal >= 0.95)")
         print(f"  HDR recording cost (1 - crmpulse/without HDR): {statistics.median(cost) * 100:+.1f} % "
               f"median of rounds ({', '.join(f'{c * 100:+.1f}' for c in cost)}; goal <= 2 %)")
+        # CPU time per request, which other work on the machine does not dilute as it does rates
+        for name in files:
+            runs = cpu_us[(name, processes)]
+            print(f"  CPU per request, {name:36} {statistics.median(runs):6.1f} us  rounds: "
+                  + ", ".join(f"{r:.1f}" for r in runs))
+        crm_cpu, bare_cpu, plain_cpu = (cpu_us[(n, processes)] for n in files)
+        cpu_ratio = [p / c for c, p in zip(crm_cpu, plain_cpu, strict=True)]
+        cpu_cost = [1 - b / c for c, b in zip(crm_cpu, bare_cpu, strict=True)]
+        print(f"  CPU ratio plain Locust/crmpulse (the rate ratio when CPU-bound): "
+              f"{statistics.median(cpu_ratio):.2f} median of rounds "
+              f"({', '.join(f'{r:.2f}' for r in cpu_ratio)}; goal >= 0.95)")
+        print(f"  HDR recording CPU cost (1 - without HDR/crmpulse): "
+              f"{statistics.median(cpu_cost) * 100:+.1f} % median of rounds "
+              f"({', '.join(f'{c * 100:+.1f}' for c in cpu_cost)}; goal <= 2 %)")
     print(f"\nwrk, one thread (ceiling): {ceiling:.0f} req/s")
     # HDR recording priced directly, which the rounds above cannot resolve on a busy machine:
     # the time one record takes, against the time one request takes in plain Locust

@@ -25,6 +25,7 @@ __all__ = [
     "PositiveDuration", "Ratio", "Regex", "Secret",
     "compile_jsonpath",
     "first_match",
+    "simple_steps",
 ]
 
 
@@ -48,6 +49,12 @@ def _simple_steps(expression: str) -> tuple[str | int, ...] | None:
     if match is None:
         return None
     return tuple(name if name else int(index) for name, index in _STEP.findall(match.group(1)))
+
+
+def simple_steps(expression: str) -> tuple[str | int, ...] | None:
+    """The steps of a plain path (``$.data[0].id`` -> ("data", 0, "id")), which callers may
+    walk as :func:`first_match` does; None when it needs the JSONPath engine."""
+    return _simple_steps(expression)
 
 
 def first_match(expression: str, document: object) -> object:

@@ -36,7 +36,7 @@ from pydantic import (
 )
 
 from ._exceptions import ConfigError, OperationError, Problem
-from ._types import Duration, JSONPathStr, Name, Regex, compile_jsonpath, first_match
+from ._types import Duration, JSONPathStr, Name, Regex, compile_jsonpath, first_match, simple_steps
 from ._validate import validate_document
 from ._yamlfile import LineMap, load_yaml
 from .steps import Step
@@ -44,11 +44,11 @@ from .templates import (
     BUILTIN_FILTERS,
     MISSING,
     Filters,
+    compile_path,
+    compile_template,
     filter_names,
     map_filter,
     placeholders,
-    render,
-    render_path,
     syntax_problems,
 )
 from .units import format_duration
@@ -223,6 +223,7 @@ class Operation(_Model):
     _needs_headers: bool = PrivateAttr(True)
     _filters: Filters = PrivateAttr(BUILTIN_FILTERS)
     _throttled: tuple[ThrottleRule, ...] = PrivateAttr(())
+    _plan: _Plan | None = PrivateAttr(None)
 
     @property
     def templates(self) -> list[Any]:
@@ -231,15 +232,24 @@ class Operation(_Model):
     def variables(self) -> set[tuple[str, bool]]:
         return placeholders(self.templates)
 
+    @property
+    def plan(self) -> _Plan:
+        """The operation compiled for sending and judging it (made once; Profile makes it at load)."""
+        plan = self._plan
+        if plan is None:
+            plan = _Plan(self)
+            object.__setattr__(self, "_plan", plan)
+        return plan
+
     def render(self, base_url: str, variables: dict[str, Any]) -> RenderedRequest:
         """Build the request; raise OperationError when a required variable is missing."""
-        filters = self._filters
-        try:
-            path = render_path(self.path, variables, filters)
-            query = render(self.query, variables, filters) if self.query else {}
-            headers = render(self.headers, variables, filters) if self.headers else {}
-            body = render(self.json_body, variables, filters) if self.json_body is not None else None
-            form = render(self.form, variables, filters) if self.form is not None else None
+        plan = self._plan or self.plan
+        try:  # in this order, so the first missing variable named is the same as ever
+            path = plan.path(variables)
+            query = plan.query(variables) if plan.query is not None else {}
+            headers = plan.headers(variables) if plan.headers is not None else {}
+            body = plan.json(variables) if plan.json is not None else None
+            form = plan.form(variables) if plan.form is not None else None
         except OperationError as exc:
             raise OperationError(f"operation {self.name}: {exc}") from None
         if path.startswith(("http://", "https://")):
@@ -264,8 +274,9 @@ class Operation(_Model):
 
     def interpret(self, status: int, headers: Mapping[str, str], body: bytes) -> OperationResult:
         """Turn a response into an OperationResult: success, extracted values, next page."""
+        plan = self._plan or self.plan
         result = OperationResult(operation=self.name, status=status)
-        if not self.accepts(status):
+        if status not in plan.accepted and str(status)[0] not in plan.accepted_classes:
             result.ok = False
             expected = ", ".join(str(e) for e in self.expect)
             result.message = f"{self.name}: expected status {expected}, got {status}"
@@ -277,9 +288,8 @@ class Operation(_Model):
             else:
                 result.reason = "auth" if status in (401, 403) else "status"
             return result
-        needs_json = any(e.needs_json for e in self.extract.values()) or self.paginate is not None
         document: Any = None
-        if needs_json:
+        if plan.needs_json:  # parsed only when a value is extracted from it or a page follows
             try:
                 document = loads_json(body) if body else None
             except ValueError:
@@ -290,8 +300,7 @@ class Operation(_Model):
                 return result
         lower_headers = ({k.lower(): v for k, v in headers.items()} if self._needs_headers
                          else {})
-        for name, spec in self.extract.items():
-            extractor, header = spec.from_, spec.in_header
+        for name, spec, extractor, header, steps in plan.extract:
             if extractor == "status":
                 found: Any = status
             elif extractor == "body":
@@ -301,11 +310,23 @@ class Operation(_Model):
                 if found is None:
                     return result.fail("assertion",
                                        f"{self.name}: expected header {extractor[7:]}, none sent")
+            elif steps is not None:  # a plain path ($.data[0].id): first_match's walk, inlined
+                found = document
+                for step in steps:
+                    if isinstance(step, int):
+                        if not isinstance(found, list) or step >= len(found):
+                            found = MISSING
+                            break
+                    elif not isinstance(found, dict) or step not in found:
+                        found = MISSING
+                        break
+                    found = found[step]
             else:
                 # A value that is absent is simply not extracted (an empty search is a
                 # valid answer); the step that needs it fails when it tries to save it.
                 found = first_match(extractor, document)
-            found = spec.pick(found)
+            if spec.match is not None:
+                found = spec.pick(found)
             if found is not MISSING:
                 result.values[name] = found
         if self.paginate is not None:
@@ -334,6 +355,33 @@ class Operation(_Model):
         if not items:
             return None
         return NextPage(advance=1 if p.style == "page" else p.page_size)
+
+
+class _Plan:
+    """An operation compiled once: its templates as functions, what judging a reply needs.
+
+    Load tests send an operation thousands of times a second; this keeps the template
+    parsing, the walk of its trees and the look-ups of its settings out of every request.
+    The results are the same as rendering and interpreting from the model each time.
+    """
+
+    __slots__ = ("accepted", "accepted_classes", "extract", "form", "headers", "json", "needs_json",
+                 "path", "query")
+
+    def __init__(self, op: Operation) -> None:
+        filters = op._filters
+        self.path = compile_path(op.path, filters)
+        self.query = compile_template(op.query, filters) if op.query else None
+        self.headers = compile_template(op.headers, filters) if op.headers else None
+        self.json = compile_template(op.json_body, filters) if op.json_body is not None else None
+        self.form = compile_template(op.form, filters) if op.form is not None else None
+        self.accepted = frozenset(e for e in op.expect if isinstance(e, int))
+        self.accepted_classes = frozenset(e[0] for e in op.expect if isinstance(e, str))
+        self.needs_json = any(e.needs_json for e in op.extract.values()) or op.paginate is not None
+        # (name, spec, extractor, lower-case header or None, steps of a plain JSON path or None)
+        self.extract = tuple((name, spec, spec.from_, spec.in_header,
+                              simple_steps(spec.from_) if spec.needs_json else None)
+                             for name, spec in op.extract.items())
 
 
 @dataclass
@@ -570,6 +618,7 @@ class Profile(_Model):
             object.__setattr__(op, "_needs_headers", any(
                 e.in_header is not None for e in op.extract.values()) or bool(
                 op.paginate and op.paginate.style == "link"))
+            object.__setattr__(op, "_plan", _Plan(op))  # with this profile's filters
 
     @property
     def filters(self) -> Filters:
@@ -701,6 +750,11 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# json.loads(body, parse_constant=...) builds a new decoder on every call; this one is
+# built once, and loads_json does what json.loads does around it.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def loads_json(body: bytes | str) -> Any:
     """Parse JSON strictly: NaN and Infinity, which Python's json accepts, are refused.
 
@@ -708,7 +762,13 @@ def loads_json(body: bytes | str) -> Any:
     Python's parser goes (a CRM's ``[[[[...`` would otherwise raise RecursionError).
     """
     try:
-        return json.loads(body, parse_constant=_no_constant)
+        if isinstance(body, str):
+            if body.startswith("\ufeff"):
+                raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", body, 0)
+            return _DECODER.decode(body)
+        if not isinstance(body, bytes | bytearray):
+            return json.loads(body, parse_constant=_no_constant)  # its TypeError, as before
+        return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
 

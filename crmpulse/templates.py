@@ -48,7 +48,10 @@ __all__ = [
     "MISSING",
     "Expression",
     "Filters",
+    "Renderer",
     "Term",
+    "compile_path",
+    "compile_template",
     "expressions",
     "filter_names",
     "has_placeholder",
@@ -402,6 +405,13 @@ def _render_str(template: str, variables: Mapping[str, Any],
         else:
             value = _evaluate(parsed, variables, filters)
         return value if transform is None or value is MISSING else transform(value)
+    return _render_parts(parsed, variables, transform, filters,
+                         all(e is None or e.optional for _, e in parsed))
+
+
+def _render_parts(parsed: tuple[tuple[str, Expression | None], ...], variables: Mapping[str, Any],
+                  transform: Callable[[Any], Any] | None, filters: Filters | None,
+                  all_optional: bool) -> Any:
     out = []
     filled = False
     for literal, expression in parsed:
@@ -411,7 +421,7 @@ def _render_str(template: str, variables: Mapping[str, Any],
             if value is not MISSING:
                 filled = True
                 out.append(str(transform(value) if transform else value))
-    if not filled and all(e is None or e.optional for _, e in parsed):
+    if not filled and all_optional:
         # every placeholder optional and none given: "/accounts({{ account_id? }})" is dropped
         # like a lone "{{ account_id? }}", not sent as "/accounts()"
         return MISSING
@@ -428,4 +438,109 @@ def render_path(template: str, variables: Mapping[str, Any], filters: Filters | 
 
 
 def _quote(value: Any) -> Any:
-    return quote(value, safe="") if isinstance(value, str) else value
+    if isinstance(value, str):
+        # letters and digits are what quote() leaves alone: most ids need no quoting at all
+        return value if value.isalnum() and value.isascii() else quote(value, safe="")
+    return value
+
+
+# -- compiled templates ------------------------------------------------------------------
+#
+# A load test renders the same few templates thousands of times a second. Compiling one
+# walks its tree and parses its placeholders once, and returns a function of the
+# variables that gives exactly what :func:`render` (or :func:`render_path`) gives, errors
+# included: the pieces below are the ones render uses, only chosen ahead of time.
+
+Renderer = Callable[[Mapping[str, Any]], Any]
+
+
+def _constant(value: Any) -> Renderer:
+    return lambda variables: value
+
+
+def _variable(name: str, optional: bool) -> Renderer:
+    """``{{ name }}`` / ``{{ name? }}``: a dict lookup; everything else as _lookup does it."""
+    if "." in name:
+        return lambda variables: _lookup(name, optional, variables)
+
+    def lookup(variables: Mapping[str, Any]) -> Any:
+        if name in variables:
+            value = variables[name]
+            return MISSING if value is None and optional else value
+        return _lookup(name, optional, variables)  # a built-in, MISSING or the error
+    return lookup
+
+
+def _compile_str(template: str, transform: Callable[[Any], Any] | None,
+                 filters: Filters | None) -> Renderer:
+    parsed = _parse(template)
+    if parsed is None:
+        return _constant(template)
+    if isinstance(parsed, Expression):  # the whole string is one placeholder
+        value_of = _compile_expression(parsed, filters)
+        if transform is None:
+            return value_of
+
+        def transformed(variables: Mapping[str, Any]) -> Any:
+            value = value_of(variables)
+            return value if value is MISSING else transform(value)
+        return transformed
+    pieces = tuple((literal, None if e is None else _compile_expression(e, filters))
+                   for literal, e in parsed)
+    all_optional = all(e is None or e.optional for _, e in parsed)
+
+    def interpolate(variables: Mapping[str, Any]) -> Any:  # _render_parts, step for step
+        out = []
+        filled = False
+        for literal, value_of in pieces:
+            out.append(literal)
+            if value_of is not None:
+                value = value_of(variables)
+                if value is not MISSING:
+                    filled = True
+                    out.append(str(transform(value) if transform else value))
+        if not filled and all_optional:
+            return MISSING
+        return "".join(out)
+    return interpolate
+
+
+def _compile_expression(expression: Expression, filters: Filters | None) -> Renderer:
+    """What _evaluate gives for ``expression``."""
+    if expression.simple:  # _evaluate's one-variable branch without filters is a _lookup
+        return _variable(expression.terms[0].name or "", expression.optional)
+    return lambda variables: _evaluate(expression, variables, filters)
+
+
+def compile_template(template: Any, filters: Filters | None = None) -> Renderer:
+    """``render`` with the template fixed: ``compile_template(t, f)(v) == render(t, v, f)``."""
+    if isinstance(template, str):
+        return _compile_str(template, None, filters)
+    if isinstance(template, Mapping):
+        items = tuple((key, compile_template(value, filters)) for key, value in template.items())
+
+        def render_mapping(variables: Mapping[str, Any]) -> dict[Any, Any]:
+            out = {}
+            for key, render_value in items:
+                rendered = render_value(variables)
+                if rendered is not MISSING:
+                    out[key] = rendered
+            return out
+        return render_mapping
+    if isinstance(template, list):
+        renderers = tuple(compile_template(value, filters) for value in template)
+        return lambda variables: [v for v in (r(variables) for r in renderers) if v is not MISSING]
+    return _constant(template)
+
+
+def compile_path(template: str, filters: Filters | None = None) -> Callable[[Mapping[str, Any]], str]:
+    """``render_path`` with the template fixed."""
+    render_value = _compile_str(template, _quote, filters)
+    parsed = _parse(template)
+    literal = "".join(lit for lit, _ in parsed) if isinstance(parsed, tuple) else ""
+
+    def path(variables: Mapping[str, Any]) -> str:
+        rendered = render_value(variables)
+        # only optional placeholders, none given: the literal parts remain
+        return literal if rendered is MISSING else str(rendered)
+    return path

@@ -36,6 +36,9 @@ class Faker:
     def last_name(self) -> str:
         return self.rng.choice(LAST)
 
+    def title(self) -> str:
+        return self.rng.choice(TITLES)
+
     def contact(self) -> dict[str, Any]:
         first, last = self.rng.choice(FIRST), self.rng.choice(LAST)
         n = next(_counter)

@@ -102,14 +102,17 @@ class CRMUser(FastHttpUser):
                     item = flow.send(None)
                     continue
                 item = self._exchange(flow, item)
+                if item.__class__ is _Finished:
+                    return item.value
         except StopIteration as stop:
             return stop.value
 
     def _exchange(self, flow: Flow, request: RenderedRequest) -> Any:
+        """Send one request the flow yielded; the flow's next item, or _Finished with its value."""
         self.loadrun.pacer.acquire()
         url = request.url
         if request.params:
-            url += ("&" if "?" in url else "?") + urlencode(request.params, doseq=True)
+            url += ("&" if "?" in url else "?") + _query(request.params)
         kwargs: dict[str, Any] = {"headers": request.headers, "name": request.operation,
                                   "catch_response": True, "allow_redirects": False}
         if request.json is not None:
@@ -130,15 +133,17 @@ class CRMUser(FastHttpUser):
                 return flow.throw(error)
             # the headers object is passed as is: copying it into a dict costs on every request
             elapsed = time.perf_counter() - start
-            reply = Reply(status, response.headers or {}, response.content or b"", elapsed)
+            headers = response.headers  # `or {}` would count them (Headers.__len__ walks them all)
+            reply = Reply(status, headers if headers is not None else {}, response.content or b"", elapsed)
             # The flow judges the reply and moves on; its StopIteration must not cross the
-            # `with`, or Locust would not record this request.
-            finished: StopIteration | None = None
-            item = None
+            # `with`, or Locust would not record this request. Only its value is kept: the
+            # exception itself, held in a local, would make a cycle with this frame (through
+            # its traceback) that only the garbage collector frees, on every request.
+            item: Any
             try:
                 item = flow.send(reply)
             except StopIteration as stop:
-                finished = stop
+                item = _Finished(stop.value)
             ok, message = self.session.verdict
             if status == 429:
                 response.failure(f"throttled (429) on {request.operation}")
@@ -152,8 +157,6 @@ class CRMUser(FastHttpUser):
             self.loadrun.book.record("operation", request.operation, elapsed, ok)
         if status == 429:
             self._retry_after(response.headers.get("Retry-After"))
-        if finished is not None:
-            raise finished
         return item
 
     def _retry_after(self, header: str | None) -> None:
@@ -165,6 +168,27 @@ class CRMUser(FastHttpUser):
         except ValueError:
             return
         gevent.sleep(min(max(0.0, seconds), loadtest.max_retry_after))
+
+
+class _Finished:
+    """What a flow returned when it finished inside CRMUser._exchange."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _query(params: dict[str, Any]) -> str:
+    """``urlencode(params, doseq=True)``; plain letters and digits skip its quoting, which
+    leaves them as they are (a search for "Smith" is the common case)."""
+    parts = []
+    for key, value in params.items():
+        if not (key.__class__ is str and value.__class__ is str and key.isalnum() and value.isalnum()
+                and key.isascii() and value.isascii()):
+            return urlencode(params, doseq=True)
+        parts.append(f"{key}={value}")
+    return "&".join(parts)
 
 
 class journey_timer:

@@ -14,6 +14,8 @@ encoded, with Locust's periodic stats message; the master adds it (:meth:`merge`
 
 from __future__ import annotations
 
+import itertools
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +36,17 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
 
 
+# HdrHistogram.record_value's index arithmetic, for LatencyBook.record to do inline: every
+# histogram here has the same bounds and precision, so its constants are computed once.
+# (Its _clz(v) is 64 - v.bit_length(); tests check the counts match record_value's.)
+_SHAPE = new_histogram()
+_MASK, _UNIT = _SHAPE.sub_bucket_mask, _SHAPE.unit_magnitude
+_HALF_MAGNITUDE, _HALF = _SHAPE.sub_bucket_half_count_magnitude, _SHAPE.sub_bucket_half_count
+_BUCKET_SHIFT = _UNIT + _HALF_MAGNITUDE + 1
+_COUNTS_LEN = _SHAPE.counts_len
+del _SHAPE
+
+
 @dataclass
 class Entry:
     """One operation's (or journey's) record: a histogram, failures, and the total time."""
@@ -41,6 +54,9 @@ class Entry:
     histogram: HdrHistogram = field(default_factory=new_histogram)
     failures: int = 0
     total_us: int = 0
+    #: the histogram's running totals while its total count is what it was (percentile_ms)
+    cumulative: tuple[int, list[int]] | None = field(default=None, init=False, repr=False,
+                                                     compare=False)
 
     @property
     def requests(self) -> int:
@@ -62,7 +78,10 @@ class Entry:
         """The q-th percentile (0-100) in milliseconds; 0 when nothing was recorded."""
         if not self.requests:
             return 0.0
-        return float(self.histogram.get_value_at_percentile(q)) / 1000.0
+        histogram = self.histogram
+        if self.cumulative is None or self.cumulative[0] != histogram.total_count:
+            self.cumulative = (histogram.total_count, _cumulative(histogram))
+        return float(_value_at(histogram, self.cumulative[1], q)) / 1000.0
 
     @property
     def error_ratio(self) -> float:
@@ -81,6 +100,30 @@ class Entry:
         entry.histogram.add(HdrHistogram.decode(data["h"].encode("ascii")))
         entry.failures, entry.total_us = int(data["f"]), int(data["t"])
         return entry
+
+
+# histogram.get_value_at_percentile(q), with its walk over the counts done in C: hdrh walks
+# them one Python call at a time, up to tens of thousands of steps per percentile, and the
+# live monitor asks a dozen every few seconds while the users run in the same process.
+# Here the running totals are summed once per entry and count (itertools.accumulate) and
+# searched (bisect); the value chosen is the same (tests compare them).
+
+def _cumulative(histogram: HdrHistogram) -> list[int]:
+    # hdrh reads a count past its payload's (a truncated decoded array) as 0, and so does
+    # a running total that ends early; nothing is counted above the highest value
+    end = min(histogram.counts_len, histogram.encoder.payload.counts_len,
+              histogram._counts_index_for(histogram.max_value) + 1)
+    return list(itertools.accumulate(histogram.counts[:max(end, 0)]))
+
+
+def _value_at(histogram: HdrHistogram, cumulative: list[int], q: float) -> int:
+    index = bisect_left(cumulative, histogram.get_target_count_at_percentile(q))
+    if index >= len(cumulative):
+        return 0
+    value = histogram.get_value_from_index(index)
+    if q:
+        return int(histogram.get_highest_equivalent_value(value))
+    return int(histogram.get_lowest_equivalent_value(value))
 
 
 class LatencyBook:
@@ -104,7 +147,16 @@ class LatencyBook:
             micros = LOWEST_US
         elif micros > HIGHEST_US:
             micros = HIGHEST_US
-        entry.histogram.record_value(micros)
+        histogram = entry.histogram  # histogram.record_value(micros), inlined:
+        bucket = (micros | _MASK).bit_length() - _BUCKET_SHIFT
+        index = ((bucket + 1) << _HALF_MAGNITUDE) + (micros >> (bucket + _UNIT)) - _HALF
+        if index < _COUNTS_LEN:
+            histogram.counts[index] += 1
+            histogram.total_count += 1
+            if micros < histogram.min_value:
+                histogram.min_value = micros
+            if micros > histogram.max_value:
+                histogram.max_value = micros
         entry.total_us += micros
         if not ok:
             entry.failures += 1

@@ -20,19 +20,24 @@ class Pacer:
     # No lock: users are gevent greenlets, which never switch inside this pure-Python code.
 
     def __init__(self, rate: float) -> None:
-        self.rate = max(0.001, rate)
+        self.set_rate(rate)
         self.tokens = min(self.rate, 1.0)
         self.stamp = time.monotonic()
 
     def set_rate(self, rate: float) -> None:
         self.rate = max(0.001, rate)
+        self.burst = max(1.0, self.rate / 10)  # the most tokens the bucket holds
 
     def acquire(self) -> None:
+        # on every request: the refill below is all it costs while tokens last
         while True:
             now = time.monotonic()
-            self.tokens = min(max(1.0, self.rate / 10), self.tokens + (now - self.stamp) * self.rate)
+            tokens = self.tokens + (now - self.stamp) * self.rate
+            if tokens > self.burst:
+                tokens = self.burst
             self.stamp = now
-            if self.tokens >= 1:
-                self.tokens -= 1
+            if tokens >= 1:
+                self.tokens = tokens - 1
                 return
-            gevent.sleep((1 - self.tokens) / self.rate)
+            self.tokens = tokens
+            gevent.sleep((1 - tokens) / self.rate)

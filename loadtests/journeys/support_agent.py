@@ -37,6 +37,6 @@ class SupportAgent(CRMUser):
                 if not read.ok:
                     journey.fail(read.message)
             if self.own_id:
-                updated = self.call("update_contact", id=self.own_id, title=self.fake.contact()["title"])
+                updated = self.call("update_contact", id=self.own_id, title=self.fake.title())
                 if not updated.ok:
                     journey.fail(updated.message)
