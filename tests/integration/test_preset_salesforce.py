@@ -7,6 +7,9 @@ docs/profiles.md ("Presets"); here the same starter runs a 15-second shape.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,8 +52,13 @@ def sf(dialect: SandboxProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[San
 
 def test_init_writes_a_starter_that_check_config_passes(tmp_path: Path, sf: SandboxProcess,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["init", "--preset", "salesforce", "--sandbox", str(tmp_path / "crmpulse.yaml")]) == 0
-    printed = capsys.readouterr().out
+    # in a process of its own, as a user runs it: in this one, an earlier test's config may have
+    # registered the sandbox's test secret, which output redaction then masks
+    env = {k: v for k, v in os.environ.items() if k != "SALESFORCE_CLIENT_SECRET"}
+    run = subprocess.run([sys.executable, "-m", "crmpulse", "init", "--preset", "salesforce", "--sandbox",
+                          str(tmp_path / "crmpulse.yaml")], capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 0, run.stderr
+    printed = run.stdout
     assert "crmpulse sandbox --dialect salesforce &" in printed
     assert "export SALESFORCE_CLIENT_SECRET=sandbox-secret" in printed
     path = init_config(SALESFORCE, tmp_path, sf.url)

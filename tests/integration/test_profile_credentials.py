@@ -21,13 +21,13 @@ EXTRA = """
 credentials:
   session:
     type: operation
-    operation: login
+    operation: session_login
     with: {username: "{{ login_user }}", password: "{{ login_password }}"}
     token: $.access_token
     expires_in: $.expires_in
 
 operations:
-  login:
+  session_login:  # not `login`: the sandbox profile has one, for bruteforce checks
     method: POST
     path: /oauth/token
     auth: false
@@ -106,5 +106,5 @@ def test_a_failed_token_fetch_fails_the_call_with_the_credentials_name(
     with client_for(tmp_path, crm.url) as client:
         result = client.call("whoami_session")
     assert (result.ok, result.reason) == (False, "auth")
-    assert result.message.startswith("whoami_session: credential session: login: expected status 200, "
+    assert result.message.startswith("whoami_session: credential session: session_login: expected status 200, "
                                      "got 400"), result.message  # invalid_grant
