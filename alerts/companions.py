@@ -129,6 +129,54 @@ def _probes_absent_scenarios(ctx: Context, rule: AlertRule) -> list[Scenario]:
                      labels, silent_at=start + delay - 1)]
 
 
+def _checks_not_running(ctx: Context) -> AlertRule | None:
+    config = ctx.loaded.config
+    if not config.probes.checks:
+        return None
+    window = config.alerting.absent_for
+    t = f'target="{ctx.target}"'
+    running, configured = c.CHECKS_RUNNING.series, c.CHECKS_CONFIGURED.series
+    link, values = ctx.link(c.PANEL_CHECKS_RUNNING, max(3600.0, 2 * window))
+    return AlertRule(
+        name="CrmChecksNotRunning",
+        # running adds up over shards (each runs its share); configured is the whole config
+        # on every shard, so its max. A shard that is down takes its series with it (the sum
+        # drops); all of them down leaves nothing to compare, which CrmProbesAbsent covers.
+        # The `for` rides out a rolling reload, when shards briefly hold different configs.
+        expr=(f"sum by (target) ({running}{{{t}}}) < max by (target) ({configured}{{{t}}})"),
+        for_=ctx.seconds(window), severity="critical",
+        summary=f"Only [[value]] crmpulse checks of the CRM target {ctx.target} are running: "
+                "a probe shard is down or a schedule stopped",
+        description=("{{ $labels.target }}: fewer checks are running on all exporters together "
+                     "than the config holds: an exporter shard is down (or not scraped) or a "
+                     "check's schedule died. The checks it ran, and the sync pairs hashed to it, "
+                     "are unwatched; CrmProbesAbsent stays silent while other shards report. "
+                     f"{fires(window, 'the shard stops')} Check first: the "
+                     f"{c.PANEL_CHECKS_RUNNING.title} panel of the exporter dashboard, then "
+                     f"`{running}` by instance: the shard missing from it, and `up` of its scrape job."),
+        runbook_url=ctx.runbook("CrmChecksNotRunning"), labels={"target": ctx.target},
+        values=values, dashboard_url=link, panel=c.PANEL_CHECKS_RUNNING, delay=window)
+
+
+def _checks_not_running_scenarios(ctx: Context, rule: AlertRule) -> list[Scenario]:
+    start, delay = HISTORY, _minutes(rule.for_)
+    minutes = range(start + delay + 6)
+    series: dict[str, Values] = {}
+    for shard in range(3):  # three shards of 30 checks, 10 each; shard 2 goes away at `start`
+        instance = f'target="{ctx.target}",instance="probe-{shard}:9465"'
+        series[f"{c.CHECKS_CONFIGURED.series}{{{instance}}}"] = [
+            30.0 if shard < 2 or m < start else "stale" if m == start else None for m in minutes]
+        series[f"{c.CHECKS_RUNNING.series}{{{instance}}}"] = [
+            10.0 if shard < 2 or m < start else "stale" if m == start else None for m in minutes]
+    dead: dict[str, Values] = {}  # one exporter; a schedule dies at `start`
+    instance = f'target="{ctx.target}",instance="probe:9465"'
+    dead[f"{c.CHECKS_CONFIGURED.series}{{{instance}}}"] = [30.0 for _ in minutes]
+    dead[f"{c.CHECKS_RUNNING.series}{{{instance}}}"] = [30.0 if m < start else 29.0 for m in minutes]
+    labels = _labels(rule)
+    return [Scenario("one of three shards goes down", series, start, start + delay, labels),
+            Scenario("a check's schedule dies", dead, start, start + delay, labels)]
+
+
 # -- sync ------------------------------------------------------------------------------------
 
 
@@ -504,6 +552,7 @@ def _quota_exhaustion_scenarios(ctx: Context, rule: AlertRule) -> list[Scenario]
 
 COMPANIONS = (
     Companion("CrmProbesAbsent", _probes_absent, _probes_absent_scenarios),
+    Companion("CrmChecksNotRunning", _checks_not_running, _checks_not_running_scenarios),
     Companion("CrmSyncStalled", _sync_stalled, _sync_stalled_scenarios),
     Companion("CrmCanariesLost", _canaries_lost, _canaries_lost_scenarios),
     Companion("CrmProtectionBroken", _protection_broken, _protection_scenarios),

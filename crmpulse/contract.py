@@ -338,9 +338,10 @@ PANEL_BURN_RATE = Panel("crmpulse-overview", 108, "Burn rate (1 h window)")
 PANEL_ACCESS = Panel("crmpulse-overview", 109, "Access protections")
 PANEL_EXPOSURE = Panel("crmpulse-overview", 110, "Exposed personal data")
 PANEL_API_QUOTA = Panel("crmpulse-overview", 111, "API quota used")
+PANEL_CHECKS_RUNNING = Panel("crmpulse-exporter", 112, "Checks configured / running")
 PANELS = (PANEL_FAILURES, PANEL_LATENCY, PANEL_SYNC_LAG, PANEL_CHECK_STATUS, PANEL_PROTECTIONS,
           PANEL_CERT_EXPIRY, PANEL_CERT_CHAIN, PANEL_BURN_RATE, PANEL_ACCESS, PANEL_EXPOSURE,
-          PANEL_API_QUOTA)
+          PANEL_API_QUOTA, PANEL_CHECKS_RUNNING)
 
 
 #: Base buckets for request durations; SLO thresholds are merged in so every latency

@@ -20,11 +20,12 @@ def build(config: Config) -> Dashboard:
     layout.add(timeseries("Check overruns", "Runs skipped because the previous outlasted the interval.",
                           (f"sum by (check) (rate({c.CHECK_OVERRUNS.series}{{{SEL}}}[$__rate_interval]))",
                            "{{check}}"), unit="reqps"), 12, 8)
-    layout.add(stat("Checks configured / running",
+    layout.add(stat(c.PANEL_CHECKS_RUNNING.title,
                     "In the config, and running on all shards together: fewer running than "
                     "configured means a shard or a schedule is down.",
                     (f"max by (target) ({c.CHECKS_CONFIGURED.series}{{{SEL}}})", "configured"),
-                    (f"sum by (target) ({c.CHECKS_RUNNING.series}{{{SEL}}})", "running")), 6, 5)
+                    (f"sum by (target) ({c.CHECKS_RUNNING.series}{{{SEL}}})", "running")), 6, 5,
+               anchor=c.PANEL_CHECKS_RUNNING)
     layout.add(stat("Last reload successful", "The worst of all shards.",
                     (f"min({c.CONFIG_RELOAD_OK.series})", "reload"),
                     thresholds=[{"value": None, "color": "red"}, {"value": 1, "color": "green"}]), 6, 5)

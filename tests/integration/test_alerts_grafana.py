@@ -68,7 +68,7 @@ def test_the_provisioning_file_matches_grafanas_documented_format(setup: Any) ->
     twin = jsonschema.Draft202012Validator({"$schema": SCHEMA["$schema"], "$defs": SCHEMA["$defs"],
                                             "$ref": "#/$defs/twinRule"})
     rules = [r for g in document["groups"] for r in g["rules"]]
-    assert len(rules) == 21  # every alert crmpulse generates: the example config covers them all
+    assert len(rules) == 22  # every alert crmpulse generates: the example config covers them all
     for rule in rules:
         twin.validate(rule)
         assert "grafana_alert" not in rule and rule["title"]
@@ -379,8 +379,12 @@ def test_every_grafana_twin_fires_and_resolves_within_one_evaluation_of_its_prom
             twin = _twin(document, alert)
             rule_labels = {k: v for k, v in alert["labels"].items()}
             prom_firing, grafana = _evaluate(prom, p, alert, twin, rule_labels)
-            # the Prometheus side agrees with every check promtool made on this scenario
-            for check in (c for c in s.checks if c.alert == alert["alert"]):
+            # the Prometheus side agrees with every check promtool made on this scenario; a
+            # backfill cannot write a staleness marker (it is a NaN bit pattern the text
+            # formats do not carry), so where a scenario has one the backfilled series
+            # lingers for the 5 minute lookback and only the twins' agreement is compared
+            agrees = not any(v == "stale" for values in s.series.values() for v in values)
+            for check in (c for c in s.checks if c.alert == alert["alert"] and agrees):
                 now = prom_firing[p.at(check.minute)]
                 if check.firing:
                     assert frozenset(check.labels.items()) in now, (s.name, check)

@@ -133,3 +133,54 @@ def test_a_config_of_thousands_of_checks_without_aliases_is_not_taken_for_an_ali
     path = write_config(tmp_path, f"target: {{name: crm, base_url: 'http://127.0.0.1:9'}}\n"
                                   f"probes:\n  checks:\n{checks}")
     assert len(load_config(path).config.probes.checks) == 7000
+
+
+def test_a_shard_that_goes_down_fires_checks_not_running_in_a_real_prometheus(
+        endpoint: CountingServer, tmp_path: Path) -> None:
+    """Three shards scraped by Prometheus with the generated companion rules: stopping one
+    fires CrmChecksNotRunning after its `for` (and not CrmProbesAbsent, since the others
+    still report); starting it again on its address resolves it."""
+    from crmpulse import load_config
+    from crmpulse.alerts.generate import generate
+    from tests.helpers import PrometheusProcess, reserve_port
+
+    checks = "".join(f"    - {{name: {name}, kind: http, request: {{path: /c/{name}, auth: false}}, "
+                     "interval: 2s, timeout: 1s}\n" for name in CHECKS)
+    path = write_config(tmp_path, f"target: {{name: crm, base_url: '{endpoint.url}'}}\n"
+                                  "alerting: {absent_for: 8s}\n"
+                                  f"probes:\n  checks:\n{checks}")
+    out = tmp_path / "alerts"
+    # real time, evaluated every second (as `crmpulse stack` does) so the test takes seconds
+    written = generate(load_config(path), out, evaluation_interval=1.0)
+    ports = [reserve_port() for _ in range(3)]
+
+    def shard(i: int) -> ExporterProcess:
+        return ExporterProcess(path, "--shard", f"{i}/3", "--listen", f"127.0.0.1:{ports[i]}")
+
+    exporters = [shard(i) for i in range(3)]
+    assert [e.port for e in exporters] == ports
+    prom = PrometheusProcess(tmp_path, {"crmpulse": [f"127.0.0.1:{p}" for p in ports]},
+                             rule_files=[str(written["companions.rules.yml"])])
+    firing = 'ALERTS{alertname="%s",alertstate="firing"}'
+    try:
+        prom.wait_for('sum(crmpulse_checks_running{target="crm"}) == 30', timeout=60)
+        prom.wait_for('sum(increase(crmpulse_check_runs_total{target="crm"}[1m])) > 0', timeout=60)
+        assert not prom.query('ALERTS{alertname="CrmChecksNotRunning"}')
+        exporters[2].stop()
+        stopped = time.monotonic()
+        prom.wait_for('ALERTS{alertname="CrmChecksNotRunning",alertstate="pending"}', timeout=30)
+        prom.wait_for(firing % "CrmChecksNotRunning", timeout=60)
+        assert time.monotonic() - stopped >= 8  # its `for`: a shard briefly away does not page
+        [alert] = prom.query(firing % "CrmChecksNotRunning")
+        assert alert["metric"]["target"] == "crm" and alert["metric"]["severity"] == "critical"
+        assert not prom.query(firing % "CrmProbesAbsent")
+        exporters[2] = shard(2)
+        deadline = time.monotonic() + 60
+        while prom.query('ALERTS{alertname="CrmChecksNotRunning"}'):
+            assert time.monotonic() < deadline, "the alert did not resolve when the shard came back"
+            time.sleep(0.2)
+        assert prom.query('sum(crmpulse_checks_running{target="crm"})')[0]["value"][1] == "30"
+    finally:
+        prom.stop()
+        for exporter in exporters:
+            exporter.stop()
