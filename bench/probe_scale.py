@@ -1,7 +1,9 @@
 """Thousands of scheduled checks: scrape latency, CPU and memory of the exporter, per shard.
 
 N http checks (interval 15 s) against a fast loopback endpoint (the sandbox's /healthz,
-its own process), split over S exporter processes (``probes.shard``); each exporter's
+its own process; or with ``--endpoint nginx``, nginx answering canned JSON, which spends
+a tenth of the sandbox's CPU on the same requests and so leaves the cores to the
+exporters), split over S exporter processes (``probes.shard``); each exporter's
 /metrics is scraped once per second the way Prometheus scrapes it (OpenMetrics
 preferred, gzip). After a warm-up of one interval, for ``--seconds``, printed per shard:
 series, exposition size (plain and gzipped), scrape latency (median, p99, max), CPU
@@ -18,7 +20,7 @@ Peers measured in the same run:
 - Memory: an exporter with one check, for RSS per 1,000 checks.
 
     python bench/probe_scale.py --checks 2000 --shards 1 [--seconds 60]
-    python bench/probe_scale.py --checks 10000 --shards 5
+    python bench/probe_scale.py --checks 10000 --shards 5 [--endpoint nginx]
 
 Needs the Debian package prometheus-blackbox-exporter (or --no-peer). Traffic stays on
 127.0.0.1; every process stops at the end.
@@ -84,6 +86,19 @@ class ExporterProcess:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and its children (nginx's workers)."""
+    total = cpu_seconds(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                total += cpu_seconds(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    return total
 
 
 def rss_mib(pid: int) -> float:
@@ -244,6 +259,8 @@ def main() -> int:
     parser.add_argument("--shards", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--no-peer", action="store_true", help="skip blackbox_exporter")
+    parser.add_argument("--endpoint", choices=("sandbox", "nginx"), default="sandbox",
+                        help="what the checks probe (nginx needs the Debian package)")
     args = parser.parse_args()
     # stopped by a timeout or Ctrl-C, still stop the processes this bench started
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
@@ -252,8 +269,32 @@ def main() -> int:
         print("bench: install prometheus-blackbox-exporter, or pass --no-peer", file=sys.stderr)
         return 2
     folder = Path(tempfile.mkdtemp(prefix="crmpulse-scale-"))
-    sandbox = SandboxProcess("--seed", "0")
-    endpoint = sandbox.url
+    sandbox: SandboxProcess | None = None
+    nginx: subprocess.Popen[bytes] | None = None
+    if args.endpoint == "nginx":
+        if not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists():
+            print("bench: install nginx, or use --endpoint sandbox", file=sys.stderr)
+            return 2
+        sys.path.insert(0, str(REPO / "bench"))
+        from loadtest_overhead import start_nginx
+
+        port = reserve_port()
+        nginx = start_nginx(folder, port)
+        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(endpoint + "/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        endpoint_pid = nginx.pid
+    else:
+        sandbox = SandboxProcess("--seed", "0")
+        endpoint = sandbox.url
+        endpoint_pid = sandbox.proc.pid
     exporters: list[ExporterProcess] = []
     try:
         print(f"{args.checks} checks every {INTERVAL:g}s over {args.shards} exporter(s) against "
@@ -279,9 +320,12 @@ def main() -> int:
         time.sleep(INTERVAL)  # one more interval: the schedule settles into its phases
         own_before = [own_scrape_time(e) for e in exporters]
         before = [cpu_seconds(e.proc.pid) for e in exporters]
+        endpoint_before, own_before_cpu = tree_cpu_seconds(endpoint_pid), cpu_seconds(os.getpid())
         start = time.monotonic()
         latencies = scrape_loop(exporters, args.seconds)
         elapsed = time.monotonic() - start
+        endpoint_cores = (tree_cpu_seconds(endpoint_pid) - endpoint_before) / elapsed
+        scraper_cores = (cpu_seconds(os.getpid()) - own_before_cpu) / elapsed
         own_after = [own_scrape_time(e) for e in exporters]
         cores = [(cpu_seconds(e.proc.pid) - b) / elapsed for e, b in zip(exporters, before, strict=True)]
         print(f"{'shard':>5} {'checks':>6} {'series':>7} {'plain':>8} {'gzip':>7} {'scrapes':>7} "
@@ -298,6 +342,9 @@ def main() -> int:
                   f"{len(lat):>7} {statistics.median(lat) * 1000:>6.1f}ms "
                   f"{quantile(lat, 0.99) * 1000:>6.1f}ms {max(lat) * 1000:>6.1f}ms "
                   f"{cores[i]:>6.3f} {rss:>6.1f}MiB")
+        print(f"meanwhile: the endpoint ({args.endpoint}) used {endpoint_cores:.3f} cores, this "
+              f"scraper {scraper_cores:.3f}, the exporters {sum(cores):.3f}; load average "
+              f"{os.getloadavg()[0]:.1f}")
         # what each exporter says its own scrapes took (render and send, on its loop): far
         # below the latency seen over HTTP means the scrapes waited for a core, not for work
         for i, (b, a) in enumerate(zip(own_before, own_after, strict=True)):
@@ -365,7 +412,11 @@ def main() -> int:
     finally:
         for exporter in exporters:
             exporter.stop()
-        sandbox.stop()
+        if sandbox is not None:
+            sandbox.stop()
+        if nginx is not None:
+            nginx.terminate()
+            nginx.wait(timeout=10)
     return 0
 
 
