@@ -145,8 +145,8 @@ def _checks_not_running(ctx: Context) -> AlertRule | None:
         # The `for` rides out a rolling reload, when shards briefly hold different configs.
         expr=(f"sum by (target) ({running}{{{t}}}) < max by (target) ({configured}{{{t}}})"),
         for_=ctx.seconds(window), severity="critical",
-        summary=f"Only [[value]] crmpulse checks of the CRM target {ctx.target} are running: "
-                "a probe shard is down or a schedule stopped",
+        summary='Only [[value|printf "%.0f"]] crmpulse checks of the CRM target '
+                f"{ctx.target} are running: a probe shard is down or a schedule stopped",
         description=("{{ $labels.target }}: fewer checks are running on all exporters together "
                      "than the config holds: an exporter shard is down (or not scraped) or a "
                      "check's schedule died. The checks it ran, and the sync pairs hashed to it, "

@@ -343,3 +343,19 @@ def test_explain_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     out, err = pipe.communicate(timeout=60)
     assert err == "", err  # no "internal error: BrokenPipeError", no traceback
     assert out.strip() == "141"  # what a tool killed by SIGPIPE exits with
+
+
+def test_no_placeholder_is_left_unrendered_in_any_annotation(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``[[name|format]]`` placeholders become templates in both engines; a placeholder
+    without a format, or a typo, would reach on-call as literal brackets."""
+    from crmpulse import load_config
+    from crmpulse.alerts.rules import build_rules
+
+    monkeypatch.setenv("CRMPULSE_CLIENT_SECRET", "x")
+    rules = build_rules(load_config(example_config(tmp_path)))
+    assert {a.name for a in rules.alerts} == set(ALERT_NAMES)
+    for alert in rules.alerts:
+        for flavour in ("prometheus", "grafana"):
+            for key, text in alert.annotations(flavour).items():
+                assert "[[" not in text and "]]" not in text, (alert.name, flavour, key, text)

@@ -174,6 +174,10 @@ def test_a_shard_that_goes_down_fires_checks_not_running_in_a_real_prometheus(
         [alert] = prom.query(firing % "CrmChecksNotRunning")
         assert alert["metric"]["target"] == "crm" and alert["metric"]["severity"] == "critical"
         assert not prom.query(firing % "CrmProbesAbsent")
+        alerts = httpx.get(prom.url + "/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+        [shown] = [a for a in alerts if a["labels"]["alertname"] == "CrmChecksNotRunning"]
+        running = sum(1 for name in CHECKS if shard_of(name, 3) != 2)
+        assert shown["annotations"]["summary"].startswith(f"Only {running} crmpulse checks of ")
         exporters[2] = shard(2)
         deadline = time.monotonic() + 60
         while prom.query('ALERTS{alertname="CrmChecksNotRunning"}'):
