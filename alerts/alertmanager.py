@@ -2,7 +2,8 @@
 
 critical -> the pager receiver, warning -> the ticket receiver; a page inhibits the
 ticket for the same SLO and target; no probe results inhibits the latency and sync
-alerts of that target (they cannot be judged, and the absence is what to fix).
+alerts of that target (they cannot be judged, and the absence is what to fix), and
+CrmChecksNotRunning (with one exporter whose schedules all died, both would page).
 Receivers are a local webhook (what `crmpulse stack` listens with) plus commented
 examples for email and a pager service.
 """
@@ -42,7 +43,8 @@ inhibit_rules:
     equal: [target, slo]
   # no probe results: latency and sync alerts of that target cannot be trusted
   - source_matchers: ['alertname="CrmProbesAbsent"']
-    target_matchers: ['alertname=~"CrmLatency.*|CrmSyncLag.*|CrmSyncStalled|CrmCanariesLost"']
+    target_matchers:
+      - 'alertname=~"CrmLatency.*|CrmSyncLag.*|CrmSyncStalled|CrmCanariesLost|CrmChecksNotRunning"'
     equal: [target]
 
 receivers:

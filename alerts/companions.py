@@ -131,50 +131,74 @@ def _probes_absent_scenarios(ctx: Context, rule: AlertRule) -> list[Scenario]:
 
 def _checks_not_running(ctx: Context) -> AlertRule | None:
     config = ctx.loaded.config
-    if not config.probes.checks:
+    if not config.probes.checks and not config.probes.sync:
         return None
     window = config.alerting.absent_for
     t = f'target="{ctx.target}"'
-    running, configured = c.CHECKS_RUNNING.series, c.CHECKS_CONFIGURED.series
+
+    def running(metric: c.Metric) -> str:  # each exporter once, however many jobs scrape it
+        return f"sum by (target) (max by (target, instance) ({metric.series}{{{t}}}))"
+
+    def configured(metric: c.Metric) -> str:  # every shard holds the whole config
+        return f"max by (target) ({metric.series}{{{t}}})"
+
+    total = f"{configured(c.CHECKS_CONFIGURED)} + {configured(c.SYNC_PAIRS_CONFIGURED)}"
     link, values = ctx.link(c.PANEL_CHECKS_RUNNING, max(3600.0, 2 * window))
     return AlertRule(
         name="CrmChecksNotRunning",
-        # running adds up over shards (each runs its share); configured is the whole config
-        # on every shard, so its max. A shard that is down takes its series with it (the sum
-        # drops); all of them down leaves nothing to compare, which CrmProbesAbsent covers.
-        # The `for` rides out a rolling reload, when shards briefly hold different configs.
-        expr=(f"sum by (target) ({running}{{{t}}}) < max by (target) ({configured}{{{t}}})"),
+        # What runs adds up over shards (each runs its share of checks and sync pairs); what
+        # is configured is the whole config on every shard, so its max. A shard that is down
+        # takes its series with it and the sum drops; all of them down leaves nothing to
+        # compare, which CrmProbesAbsent covers. The `for` rides out reloads and restarts
+        # (docs/probes.md: a rollout must take less than absent_for).
+        expr=(f"({running(c.CHECKS_RUNNING)} + {running(c.SYNC_PAIRS_RUNNING)}) < ({total})"),
         for_=ctx.seconds(window), severity="critical",
-        summary='Only [[value|printf "%.0f"]] crmpulse checks of the CRM target '
-                f"{ctx.target} are running: a probe shard is down or a schedule stopped",
-        description=("{{ $labels.target }}: fewer checks are running on all exporters together "
-                     "than the config holds: an exporter shard is down (or not scraped) or a "
-                     "check's schedule died. The checks it ran, and the sync pairs hashed to it, "
-                     "are unwatched; CrmProbesAbsent stays silent while other shards report. "
+        summary=('Only [[value|printf "%.0f"]] of [[configured|printf "%.0f"]] crmpulse checks and '
+                 f"sync pairs of the CRM target {ctx.target} are running: a probe shard is down"),
+        description=("{{ $labels.target }}: fewer checks and sync pairs are running on all "
+                     "exporters together than the config holds: an exporter shard is down or not "
+                     "scraped, a check's schedule or a pair's loop died, or the shards hold "
+                     "different configs (a reload failed on one). What is not running is "
+                     "unwatched; CrmProbesAbsent stays silent while other shards report, and a "
+                     "missing pair's lag is not there for CrmSyncStalled. "
                      f"{fires(window, 'the shard stops')} Check first: the "
                      f"{c.PANEL_CHECKS_RUNNING.title} panel of the exporter dashboard, then "
-                     f"`{running}` by instance: the shard missing from it, and `up` of its scrape job."),
+                     f"`{c.CHECKS_RUNNING.series}` and `{c.SYNC_PAIRS_RUNNING.series}` by instance "
+                     "(the shard missing or short) and `up` of the probe scrape job."),
         runbook_url=ctx.runbook("CrmChecksNotRunning"), labels={"target": ctx.target},
-        values=values, dashboard_url=link, panel=c.PANEL_CHECKS_RUNNING, delay=window)
+        values={**values, "configured": total}, dashboard_url=link,
+        panel=c.PANEL_CHECKS_RUNNING, delay=window)
 
 
 def _checks_not_running_scenarios(ctx: Context, rule: AlertRule) -> list[Scenario]:
     start, delay = HISTORY, _minutes(rule.for_)
     minutes = range(start + delay + 6)
-    series: dict[str, Values] = {}
-    for shard in range(3):  # three shards of 30 checks, 10 each; shard 2 goes away at `start`
-        instance = f'target="{ctx.target}",instance="probe-{shard}:9465"'
-        series[f"{c.CHECKS_CONFIGURED.series}{{{instance}}}"] = [
-            30.0 if shard < 2 or m < start else "stale" if m == start else None for m in minutes]
-        series[f"{c.CHECKS_RUNNING.series}{{{instance}}}"] = [
-            10.0 if shard < 2 or m < start else "stale" if m == start else None for m in minutes]
-    dead: dict[str, Values] = {}  # one exporter; a schedule dies at `start`
-    instance = f'target="{ctx.target}",instance="probe:9465"'
-    dead[f"{c.CHECKS_CONFIGURED.series}{{{instance}}}"] = [30.0 for _ in minutes]
-    dead[f"{c.CHECKS_RUNNING.series}{{{instance}}}"] = [30.0 if m < start else 29.0 for m in minutes]
+
+    def shards(share: list[tuple[float, float]], gone: int | None, short: float = 0.0) -> dict[str, Values]:
+        """Series of exporters running (checks, pairs) each, of 30 checks and 3 pairs;
+        ``gone`` stops reporting at ``start``, or with one exporter it runs ``short`` fewer."""
+        series: dict[str, Values] = {}
+        for i, (checks, pairs) in enumerate(share):
+            labels = f'target="{ctx.target}",instance="probe-{i}:9465"'
+            for metric, value in ((c.CHECKS_CONFIGURED, 30.0), (c.SYNC_PAIRS_CONFIGURED, 3.0),
+                                  (c.CHECKS_RUNNING, checks), (c.SYNC_PAIRS_RUNNING, pairs)):
+                later: float | str | None = value
+                if i == gone:
+                    later = None
+                elif metric is c.CHECKS_RUNNING:
+                    later = value - short
+                series[f"{metric.series}{{{labels}}}"] = [
+                    value if m < start else "stale" if m == start and later is None else later
+                    for m in minutes]
+        return series
+
     labels = _labels(rule)
-    return [Scenario("one of three shards goes down", series, start, start + delay, labels),
-            Scenario("a check's schedule dies", dead, start, start + delay, labels)]
+    return [Scenario("one of three shards goes down", shards([(10, 1), (10, 1), (10, 1)], 2),
+                     start, start + delay, labels),
+            Scenario("a shard that runs only a sync pair goes down",
+                     shards([(15, 1), (15, 1), (0, 1)], 2), start, start + delay, labels),
+            Scenario("a check's schedule dies", shards([(30, 3)], None, short=1),
+                     start, start + delay, labels)]
 
 
 # -- sync ------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """Thousands of scheduled checks: scrape latency, CPU and memory of the exporter, per shard.
 
 N http checks (interval 15 s) against a fast loopback endpoint (the sandbox's /healthz,
-its own process; or with ``--endpoint nginx``, nginx answering canned JSON, which spends
-a tenth of the sandbox's CPU on the same requests and so leaves the cores to the
-exporters), split over S exporter processes (``probes.shard``); each exporter's
+its own process; or with ``--endpoint nginx``, nginx answering canned JSON, which
+leaves the cores to the exporters: the bench prints the endpoint's CPU beside the
+exporters'), split over S exporter processes (``probes.shard``); each exporter's
 /metrics is scraped once per second the way Prometheus scrapes it (OpenMetrics
 preferred, gzip). After a warm-up of one interval, for ``--seconds``, printed per shard:
 series, exposition size (plain and gzipped), scrape latency (median, p99, max), CPU
@@ -271,32 +271,32 @@ def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="crmpulse-scale-"))
     sandbox: SandboxProcess | None = None
     nginx: subprocess.Popen[bytes] | None = None
-    if args.endpoint == "nginx":
-        if not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists():
-            print("bench: install nginx, or use --endpoint sandbox", file=sys.stderr)
-            return 2
-        sys.path.insert(0, str(REPO / "bench"))
-        from loadtest_overhead import start_nginx
-
-        port = reserve_port()
-        nginx = start_nginx(folder, port)
-        endpoint = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(endpoint + "/healthz", timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        endpoint_pid = nginx.pid
-    else:
-        sandbox = SandboxProcess("--seed", "0")
-        endpoint = sandbox.url
-        endpoint_pid = sandbox.proc.pid
+    if args.endpoint == "nginx" and not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
+        print("bench: install nginx, or use --endpoint sandbox", file=sys.stderr)
+        return 2
     exporters: list[ExporterProcess] = []
     try:
+        if args.endpoint == "nginx":
+            sys.path.insert(0, str(REPO / "bench"))
+            from loadtest_overhead import start_nginx
+
+            port = reserve_port()
+            nginx = start_nginx(folder, port)
+            endpoint = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    httpx.get(endpoint + "/healthz", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            endpoint_pid = nginx.pid
+        else:
+            sandbox = SandboxProcess("--seed", "0")
+            endpoint = sandbox.url
+            endpoint_pid = sandbox.proc.pid
         print(f"{args.checks} checks every {INTERVAL:g}s over {args.shards} exporter(s) against "
               f"{endpoint}/healthz; /metrics scraped every second for {args.seconds:g}s; "
               f"{os.cpu_count()} cores")

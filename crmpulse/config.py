@@ -742,7 +742,9 @@ class Alerting(Model):
         "carries a dashboard_url annotation: a link to the panel that shows what fired, over the "
         "alert's time range")
     stall_for: Duration = Field(300.0, description="sync lag above threshold this long: page")
-    absent_for: Duration = Field(300.0, description="no probe results this long: page")
+    absent_for: Duration = Field(300.0, description=(
+        "no probe results, or fewer checks and sync pairs running than configured (a shard "
+        "down), this long: page"))
 
     @field_validator("dashboard_url", mode="after")
     @classmethod

@@ -223,6 +223,11 @@ CHECKS_CONFIGURED = Metric("crmpulse_checks_configured", "gauge",
 CHECKS_RUNNING = Metric("crmpulse_checks_running", "gauge",
                         "Checks whose schedule is running on this exporter (its shard's share; "
                         "/-/ready reports the same).", ("target",))
+SYNC_PAIRS_CONFIGURED = Metric("crmpulse_sync_pairs_configured", "gauge",
+                               "Sync pairs in the running configuration (all shards').", ("target",))
+SYNC_PAIRS_RUNNING = Metric("crmpulse_sync_pairs_running", "gauge",
+                            "Sync pairs whose loop is running on this exporter (its shard's share; "
+                            "/-/ready reports the same).", ("target",))
 SHARD_INFO = Metric("crmpulse_exporter_shard", "info",
                     "Which share of the checks this exporter runs (index of count).",
                     ("index", "count"))
@@ -274,9 +279,9 @@ METRICS = (*SYNC_METRICS, *LOADTEST_METRICS, CHECK_SUCCESS, CHECK_RUNS, CHECK_FA
            CHECK_DURATION, CHECK_PHASE, CHECK_LAST_RUN, CHECK_STATUS_CODE, CHECK_OVERRUNS,
            JOURNEY_STEP_DURATION, JOURNEY_STEP_FAILURES, JOURNEY_AUTH_DURATION, TLS_EXPIRY,
            TLS_CHAIN_VALID, PROTECTION_HOLDS, BUILD_INFO, CONFIG_RELOAD_OK, CONFIG_RELOAD_TIME,
-           CONFIG_RELOADS, SCRAPE_DURATION, CHECKS_CONFIGURED, CHECKS_RUNNING, SHARD_INFO,
-           PROBES_IN_FLIGHT, PROBES_REJECTED, *ACCESS_METRICS,
-           *API_QUOTA_METRICS)
+           CONFIG_RELOADS, SCRAPE_DURATION, CHECKS_CONFIGURED, CHECKS_RUNNING,
+           SYNC_PAIRS_CONFIGURED, SYNC_PAIRS_RUNNING, SHARD_INFO, PROBES_IN_FLIGHT, PROBES_REJECTED,
+           *ACCESS_METRICS, *API_QUOTA_METRICS)
 
 # -- recorded series (Prometheus recording rules written by `crmpulse alerts`) ------------
 @dataclass(frozen=True)

@@ -21,10 +21,13 @@ def build(config: Config) -> Dashboard:
                           (f"sum by (check) (rate({c.CHECK_OVERRUNS.series}{{{SEL}}}[$__rate_interval]))",
                            "{{check}}"), unit="reqps"), 12, 8)
     layout.add(stat(c.PANEL_CHECKS_RUNNING.title,
-                    "In the config, and running on all shards together: fewer running than "
-                    "configured means a shard or a schedule is down.",
-                    (f"max by (target) ({c.CHECKS_CONFIGURED.series}{{{SEL}}})", "configured"),
-                    (f"sum by (target) ({c.CHECKS_RUNNING.series}{{{SEL}}})", "running")), 6, 5,
+                    "Checks and sync pairs in the config, and running on all shards together: "
+                    "fewer running than configured means a shard, a schedule or a pair loop is "
+                    "down (CrmChecksNotRunning).",
+                    (f"max by (target) ({c.CHECKS_CONFIGURED.series}{{{SEL}}})", "checks configured"),
+                    (f"sum by (target) ({c.CHECKS_RUNNING.series}{{{SEL}}})", "checks running"),
+                    (f"max by (target) ({c.SYNC_PAIRS_CONFIGURED.series}{{{SEL}}})", "pairs configured"),
+                    (f"sum by (target) ({c.SYNC_PAIRS_RUNNING.series}{{{SEL}}})", "pairs running")), 6, 5,
                anchor=c.PANEL_CHECKS_RUNNING)
     layout.add(stat("Last reload successful", "The worst of all shards.",
                     (f"min({c.CONFIG_RELOAD_OK.series})", "reload"),

@@ -98,6 +98,10 @@ class RunningSet:
     def runners(self) -> list[TargetRunner]:
         return [self.runner, *self.system_runners.values()]
 
+    def pairs_running(self) -> int:
+        """How many sync pairs' loops are alive (a loop that died is not running)."""
+        return sum(1 for p in self.pairs.values() if p.loop_task is not None and not p.loop_task.done())
+
 
 class ProbeRejected(Exception):
     """A /probe request was refused before running (``reason`` is a bounded label)."""
@@ -249,6 +253,8 @@ class Exporter:
         self.metrics.checks.keep({(target, c.name) for c in running.checks})
         self.metrics.configured.labels(target).set(len(running.loaded.config.probes.checks))
         self.metrics.running.labels(target).set_function(running.scheduler.running)
+        self.metrics.pairs_configured.labels(target).set(len(running.loaded.config.probes.sync))
+        self.metrics.pairs_running.labels(target).set_function(running.pairs_running)
         index, count = running.shard
         self.metrics.shard.info({"index": str(index), "count": str(count)})
         running.scheduler.start()
@@ -325,7 +331,8 @@ class Exporter:
                 self.metrics.checks = CheckStore(check_buckets, self.metrics.checks.level)
                 self.sync_registry, self.sync_metrics = sync_registry, sync_metrics
             if old_target != new.target.name:
-                for metric in (self.metrics.configured, self.metrics.running):
+                for metric in (self.metrics.configured, self.metrics.running,
+                               self.metrics.pairs_configured, self.metrics.pairs_running):
                     with contextlib.suppress(KeyError):
                         metric.remove(old_target)
                 self.metrics.checks.keep(set())

@@ -72,6 +72,8 @@ class ProbeMetrics:
                            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
         self.configured = make(m.CHECKS_CONFIGURED, registry)
         self.running = make(m.CHECKS_RUNNING, registry)
+        self.pairs_configured = make(m.SYNC_PAIRS_CONFIGURED, registry)
+        self.pairs_running = make(m.SYNC_PAIRS_RUNNING, registry)
         self.shard = make(m.SHARD_INFO, registry)
         self.shard.info({"index": "0", "count": "1"})
         self.probes_in_flight = make(m.PROBES_IN_FLIGHT, registry)

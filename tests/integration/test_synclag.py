@@ -135,6 +135,9 @@ def test_canary_measures_the_injected_lag_and_deletes_every_canary(crm: SandboxP
     assert 0.35 <= total / count <= 0.6, total / count
     metrics = exporter.metrics()
     assert sample(metrics, "crmpulse_sync_canaries_lost_total", target="sandbox", pair="canary") == 0
+    # what CrmChecksNotRunning adds up over shards
+    assert sample(metrics, "crmpulse_sync_pairs_configured", target="sandbox") == 1
+    assert sample(metrics, "crmpulse_sync_pairs_running", target="sandbox") == 1
     deleted = sample(metrics, "crmpulse_sync_cleanup_deleted_total", target="sandbox", pair="canary") or 0
     assert deleted >= 3
     assert sample(metrics, "crmpulse_sync_lag_observed_seconds_bucket", target="sandbox", pair="canary",
