@@ -10,6 +10,7 @@ fields, and an exposure check must see what a client asking for everything gets)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,6 +149,12 @@ def test_the_salesforce_example_in_the_docs_adds_these_operations_and_holds(
     assert not results["restricted_user"][0]
     assert results["restricted_user"][1].startswith(
         "role scope broken: read_contact shows credential restricted hidden field(s) at $.Phone")
+    # both runs locked the canary (for 1 s): the module's exporter, started next, signs in as
+    # the canary at once, and Salesforce answers a locked account as a wrong password (400)
+    deadline = time.monotonic() + 30
+    while sf.admin.get("/admin/access").json()["logins"]["locked"]:
+        assert time.monotonic() < deadline, "the canary stayed locked"
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
