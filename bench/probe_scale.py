@@ -116,6 +116,19 @@ def config(endpoint: str, checks: int, shards: int, index: int) -> str:
             f"probes:\n  shard: {{index: {index}, count: {shards}}}\n  checks:\n{lines}")
 
 
+def wait_answering(url: str, timeout: float = 20) -> None:
+    """Poll ``url`` until a server answers it (any status)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -283,15 +296,7 @@ def main() -> int:
             port = reserve_port()
             nginx = start_nginx(folder, port)
             endpoint = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    httpx.get(endpoint + "/healthz", timeout=1)
-                    break
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
+            wait_answering(endpoint + "/healthz")
             endpoint_pid = nginx.pid
         else:
             sandbox = SandboxProcess("--seed", "0")
@@ -381,15 +386,7 @@ def main() -> int:
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 url = f"http://127.0.0.1:{port}"
-                deadline = time.monotonic() + 20
-                while True:
-                    try:
-                        httpx.get(url + "/-/healthy", timeout=1)
-                        break
-                    except httpx.HTTPError:
-                        if time.monotonic() > deadline:
-                            raise
-                        time.sleep(0.1)
+                wait_answering(url + "/-/healthy")
                 rate = args.checks / INTERVAL
                 seconds = min(args.seconds, 60)
                 before_peer = cpu_seconds(peer.pid)
