@@ -46,7 +46,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.helpers import Output, SandboxProcess, reserve_port  # noqa: E402
+from tests.helpers import Output, SandboxProcess, reserve_port, wait_http  # noqa: E402
 
 ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
           "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
@@ -114,19 +114,6 @@ def config(endpoint: str, checks: int, shards: int, index: int) -> str:
         f"interval: {INTERVAL:g}s, timeout: 5s}}\n" for i in range(checks))
     return (f"target: {{name: bench, base_url: '{endpoint}'}}\n"
             f"probes:\n  shard: {{index: {index}, count: {shards}}}\n  checks:\n{lines}")
-
-
-def wait_answering(url: str, timeout: float = 20) -> None:
-    """Poll ``url`` until a server answers it (any status)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -296,7 +283,7 @@ def main() -> int:
             port = reserve_port()
             nginx = start_nginx(folder, port)
             endpoint = f"http://127.0.0.1:{port}"
-            wait_answering(endpoint + "/healthz")
+            wait_http(endpoint + "/healthz", nginx)
             endpoint_pid = nginx.pid
         else:
             sandbox = SandboxProcess("--seed", "0")
@@ -386,7 +373,7 @@ def main() -> int:
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 url = f"http://127.0.0.1:{port}"
-                wait_answering(url + "/-/healthy")
+                wait_http(url + "/-/healthy", peer)
                 rate = args.checks / INTERVAL
                 seconds = min(args.seconds, 60)
                 before_peer = cpu_seconds(peer.pid)

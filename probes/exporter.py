@@ -98,9 +98,12 @@ class RunningSet:
     def runners(self) -> list[TargetRunner]:
         return [self.runner, *self.system_runners.values()]
 
+    def pairs_not_running(self) -> list[str]:
+        """The sync pairs whose loop never started or died."""
+        return [name for name, p in self.pairs.items() if p.loop_task is None or p.loop_task.done()]
+
     def pairs_running(self) -> int:
-        """How many sync pairs' loops are alive (a loop that died is not running)."""
-        return sum(1 for p in self.pairs.values() if p.loop_task is not None and not p.loop_task.done())
+        return len(self.pairs) - len(self.pairs_not_running())
 
 
 class ProbeRejected(Exception):
@@ -364,8 +367,7 @@ class Exporter:
         if running is None:
             return False, "checks are not running (starting, or stopped)"
         alive = running.scheduler.running()
-        stuck = [name for name, p in running.pairs.items()
-                 if p.loop_task is None or p.loop_task.done()]
+        stuck = running.pairs_not_running()
         index, count = running.shard
         shard = f" (shard {index}/{count})" if count > 1 else ""
         if alive < len(running.checks) or stuck:

@@ -161,7 +161,7 @@ def write_config(directory: Path, body: str, name: str = "crmpulse.yaml") -> Pat
     return path
 
 
-def wait_http(url: str, proc: subprocess.Popen[str], timeout: float = 20, **kwargs: Any) -> None:
+def wait_http(url: str, proc: subprocess.Popen[Any], timeout: float = 20, **kwargs: Any) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
