@@ -40,27 +40,41 @@ class AccessMetrics:
         self.login_attempts = _gauge(c.ACCESS_LOGIN_ATTEMPTS, registry)
         self._children: dict[tuple[str, str], list[tuple[Gauge, tuple[str, ...]]]] = {}
 
-    def prepare(self, target: str, check: Check) -> None:
-        """Create every series of an access check (nothing for other kinds)."""
-        if not isinstance(check, ACCESS_CHECKS):
-            return
-        children: list[tuple[Gauge, tuple[str, ...]]] = []
+    def prepare(self, target: str, check: Check, keep: bool = False) -> None:
+        """Create every series of an access check (nothing for other kinds).
 
-        def child(gauge: Gauge, *labels: str) -> Any:
-            children.append((gauge, (target, check.name, *labels)))
-            return gauge.labels(target, check.name, *labels)
+        ``keep``: the check's last result still stands (a reload kept it, its schedule goes
+        on), so series it already has keep their values; otherwise they start afresh. Series
+        the check no longer has are removed either way.
+        """
+        wanted: list[tuple[Gauge, tuple[str, ...], float | None]] = []
+        if isinstance(check, ACCESS_CHECKS):
+            base = (target, check.name)
+            wanted += [(self.holds, (*base, check.kind, path), 1.0) for path in access_paths(check)]
+            if isinstance(check, ExposureCheck):
+                wanted += [(self.exposed, (*base, path, detector), 0.0)
+                           for path in dict.fromkeys(r.operation for r in check.reads)
+                           for detector in detector_names(check)]
+            if isinstance(check, RevocationCheck) and check.revoke is not None:
+                wanted.append((self.revocation, base, None))
+            if isinstance(check, BruteforceCheck):
+                wanted.append((self.login_attempts, base, None))
+        old = set(self._children.pop((target, check.name), []))
+        new = [(gauge, labels) for gauge, labels, _ in wanted]
+        for gauge, labels in old - set(new):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)
+        for gauge, labels, initial in wanted:
+            child = gauge.labels(*labels)
+            if initial is not None and not (keep and (gauge, labels) in old):
+                child.set(initial)
+        if new:
+            self._children[(target, check.name)] = new
 
-        for path in access_paths(check):
-            child(self.holds, check.kind, path).set(1)
-        if isinstance(check, ExposureCheck):
-            for path in dict.fromkeys(r.operation for r in check.reads):
-                for detector in detector_names(check):
-                    child(self.exposed, path, detector).set(0)
-        if isinstance(check, RevocationCheck) and check.revoke is not None:
-            child(self.revocation)
-        if isinstance(check, BruteforceCheck):
-            child(self.login_attempts)
-        self._children[(target, check.name)] = children
+    def keep(self, keys: set[tuple[str, str]]) -> None:
+        """Remove the series of every check not in ``keys`` (it left the config or this shard)."""
+        for key in [k for k in self._children if k not in keys]:
+            self.forget(*key)
 
     def forget(self, target: str, check_name: str) -> None:
         for gauge, labels in self._children.pop((target, check_name), []):

@@ -245,15 +245,19 @@ class Exporter:
                  len(running.checks), len(self.loaded.config.probes.checks), *running.shard,
                  len(running.pairs))
 
-    def _activate(self, running: RunningSet) -> None:
-        """Make ``running`` the running set and start its checks (the old ones are stopped)."""
+    def _activate(self, running: RunningSet, previous: Scheduler | None = None) -> None:
+        """Make ``running`` the running set and start its checks (the old ones, scheduled by
+        ``previous``, are stopped). A check whose series a reload keeps (same target, name
+        and shape) keeps its pace too; the others run within seconds, as after a start."""
         self.loaded, self.current = running.loaded, running
         target = self.target
         phase_default = running.loaded.config.probes.phase_series
-        for check in running.checks:
-            self.metrics.prepare(target, check, phase_default if check.phase_series is None
-                                 else check.phase_series)
-        self.metrics.checks.keep({(target, c.name) for c in running.checks})
+        kept = {check.name for check in running.checks
+                if self.metrics.prepare(target, check, phase_default if check.phase_series is None
+                                        else check.phase_series)}
+        self.metrics.keep({(target, c.name) for c in running.checks})
+        if previous is not None:
+            running.scheduler.carry(previous, kept)
         self.metrics.configured.labels(target).set(len(running.loaded.config.probes.checks))
         self.metrics.running.labels(target).set_function(running.scheduler.running)
         self.metrics.pairs_configured.labels(target).set(len(running.loaded.config.probes.sync))
@@ -338,10 +342,10 @@ class Exporter:
                                self.metrics.pairs_configured, self.metrics.pairs_running):
                     with contextlib.suppress(KeyError):
                         metric.remove(old_target)
-                self.metrics.checks.keep(set())
+                self.metrics.keep(set())
             self.current = None
             gc.unfreeze()
-            self._activate(running)  # the checks run again; the sync pairs follow
+            self._activate(running, old.scheduler if old is not None else None)  # pairs follow
             if old is not None:
                 # an old pair stops (deleting its records) before the new one of the same
                 # name starts: a new heartbeat must not adopt a record about to be deleted

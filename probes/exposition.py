@@ -350,10 +350,6 @@ class CheckStore:
         self._groups = None
         return new
 
-    def forget(self, target: str, name: str) -> None:
-        if self.series.pop((target, name), None) is not None:
-            self._groups = None
-
     def keep(self, keys: set[tuple[str, str]]) -> None:
         """Drop every check not in ``keys`` (it left the configuration or this shard)."""
         for key in [k for k in self.series if k not in keys]:

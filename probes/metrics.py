@@ -88,15 +88,18 @@ class ProbeMetrics:
         if ok:
             self.reload_time.set(time.time())
 
-    def prepare(self, target: str, check: Check, phase_series: bool = True) -> None:
-        """Create every series the check can produce, at zero (kept when its shape is unchanged)."""
-        self.checks.prepare(target, check, phase_series)
-        self.access.prepare(target, check)
+    def prepare(self, target: str, check: Check, phase_series: bool = True) -> bool:
+        """Create every series the check can produce, at zero; True when the check's series
+        were kept instead (its shape is unchanged, so its last result still stands)."""
+        before = self.checks.series.get((target, check.name))
+        kept = self.checks.prepare(target, check, phase_series) is before
+        self.access.prepare(target, check, keep=kept)
+        return kept
 
-    def forget(self, target: str, check_name: str) -> None:
-        """Remove a check's series (it left the configuration)."""
-        self.checks.forget(target, check_name)
-        self.access.forget(target, check_name)
+    def keep(self, keys: set[tuple[str, str]]) -> None:
+        """Drop the series of every check not in ``keys`` (it left the config or this shard)."""
+        self.checks.keep(keys)
+        self.access.keep(keys)
 
     def record(self, target: str, outcome: Outcome) -> None:
         self.checks.record(target, outcome)

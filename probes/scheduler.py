@@ -10,6 +10,13 @@ First runs come within the first few seconds (results soon after a start); from 
 second run on, each check keeps a phase in its interval taken from a hash of its name,
 so thousands of checks with the same interval are spread evenly over it instead of
 firing in bursts (which would make scrapes and CPU use spiky).
+
+Two runs of a check never start closer than its interval (less its jitter): the second
+run waits for the first phase point at least an interval after the first, and a reload
+carries each check's last start over by name (``carry``), so the kept checks go on where
+they were instead of all running again at once. That matters beyond load: a ``bruteforce``
+check locks its canary account, and a run that follows the last one sooner than the
+lockout lasts finds the account still locked and fails for nothing.
 """
 
 from __future__ import annotations
@@ -58,9 +65,23 @@ class Scheduler:
         # the last run of each check, for the landing page: a tuple of plain values, which
         # the collector does not track (thousands of Outcomes would make its walks long)
         self.last: dict[str, LastRun] = {}
+        #: when each check's last run started (monotonic), kept across a reload by name
+        self.started: dict[str, float] = {}
         self.tasks: list[asyncio.Task[None]] = []
+        self.epoch = time.monotonic()
+
+    def carry(self, previous: Scheduler, names: set[str]) -> None:
+        """Take over the last starts of ``names`` from the schedule this one replaces (before
+        :meth:`start`)."""
+        self.started.update((name, at) for name, at in previous.started.items() if name in names)
+
+    def next_tick(self, check: Check, after: float) -> float:
+        """The first point of the check's phase in its interval at or after ``after``."""
+        phase = self.epoch + phase_of(check.name) * check.interval
+        return phase + math.ceil((after - phase) / check.interval) * check.interval
 
     def start(self) -> None:
+        self.epoch = time.monotonic()
         loop = asyncio.get_running_loop()
         self.tasks = [loop.create_task(self._loop(check), name=f"check:{check.name}")
                       for check in self.checks]
@@ -78,13 +99,18 @@ class Scheduler:
         self.tasks = []
 
     async def _loop(self, check: Check) -> None:
-        # Spread first runs over the first seconds so 2,000 checks do not fire at once.
-        start = time.monotonic()
-        if self.spread:
+        grid: float | None = None
+        last = self.started.get(check.name)
+        if last is not None:  # kept over a reload: on at its phase, an interval after the last
+            grid = self.next_tick(check, last + check.interval)
+            await asyncio.sleep(max(0.0, grid - time.monotonic()))
+        elif self.spread:  # first runs over the first seconds: 2,000 checks do not fire at once
             await asyncio.sleep(random.uniform(0, min(check.interval, 5.0)))
-        grid: float | None = None if self.spread else time.monotonic()
+        else:
+            grid = time.monotonic()
         while True:
             async with self.slots:
+                self.started[check.name] = time.monotonic()
                 outcome = await self.runner.run(check)
             self.last[check.name] = LastRun(outcome.success, outcome.reason, outcome.message,
                                             outcome.finished_at)
@@ -98,8 +124,7 @@ class Scheduler:
             del outcome  # not held by thousands of sleeping schedules (the collector walks them)
             now = time.monotonic()
             if grid is None:  # from now on, keep this check's own phase in the interval
-                phase = start + phase_of(check.name) * check.interval
-                grid = phase + math.ceil((now - phase) / check.interval) * check.interval
+                grid = self.next_tick(check, self.started[check.name] + check.interval)
                 await asyncio.sleep(max(0.0, grid - now))
                 continue
             grid += check.interval

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -90,8 +91,9 @@ probes:
       within: 1s
     - {{name: revoked_token, kind: revocation, interval: 2s, timeout: 1800ms, credential: rotated_out, read: {{operation: limits}}}}
     # the next run's control sign-in needs the last run's lock (1 s here) to be over: a run
-    # ends within its timeout, its lock 1 s later, and the next run starts an interval after
-    # the last one started; 3.5 s + 1 s leaves 1.5 s to spare when CI's workers slow runs down
+    # ends within its timeout, its lock 1 s later, and the next run starts no sooner than an
+    # interval less its jitter (5.4 s) after the last one started, the second run and runs
+    # after a reload too (scheduler.py); 3.5 s + 1 s leaves 0.9 s when CI slows runs down
     - {{name: login_lockout, kind: bruteforce, interval: 6s, timeout: 3500ms, credential: canary, account: canary@sandbox.example}}
 """
 
@@ -201,3 +203,22 @@ def test_each_fault_knob_fails_its_probe_in_the_salesforce_dialect(
     for check, kind, path in SERIES:
         if check in affected:
             assert holds(metrics, check, kind, path, target="salesforce") == 1, ("after recovery", check)
+
+
+def test_a_reload_does_not_run_the_bruteforce_check_into_its_own_lockout(running: ExporterProcess,
+                                                                        sf: SandboxProcess) -> None:
+    """A reload used to run every check again within seconds: the canary, locked by the run
+    just before, had its own password refused (Salesforce answers a lock as a wrong password)
+    and the check failed for nothing. A kept check now goes on an interval after its last run."""
+    sf.admin.put("/admin/settings", json={"login_lockout_s": 2.5})  # still over by the next tick
+    try:
+        wait_runs(running, {"login_lockout"}, 1, target="salesforce")  # it has just locked the canary
+        assert httpx.post(running.url + "/-/reload", timeout=10).status_code == 200
+        results = []
+        for _ in range(2):
+            metrics = wait_runs(running, {"login_lockout"}, 1, target="salesforce")
+            results.append(sample(metrics, "crmpulse_check_success", target="salesforce",
+                                  check="login_lockout"))
+    finally:
+        sf.admin.put("/admin/settings", json={"login_lockout_s": 1})
+    assert results == [1, 1], running.output.text()[-2000:]
