@@ -10,12 +10,18 @@ loopback), alternating rounds so that drift on a shared machine hits all alike:
 each in one process, then with two worker processes (Locust's --processes 2);
 - ceiling: wrk with one thread against the same endpoint.
 
+With ``--ablation``, three more peers run in the same rounds (one process only): plain
+Locust judging each request by hand (``catch_response``), plain Locust adding a journey
+row per iteration, and plain requests reported through ``events.request`` directly
+(bench/loadtest/plain_reporting_locustfile.py); each one's CPU per request less the plain
+peer's is what Locust charges for that part of what the journey layer does.
+
 Printed: each rate, crmpulse/plain Locust (goal: at least 0.95) and the cost of HDR
 recording, 1 - crmpulse/crmpulse without HDR (goal: at most 2 %); then the same ratios
 from the CPU time each run's processes spent per request while the test ran
 (bench/loadtest/cpu_probe.py), which on a shared machine scatter far less than rates.
 
-    python bench/loadtest_overhead.py [--seconds 10] [--users 20] [--rounds 3]
+    python bench/loadtest_overhead.py [--seconds 10] [--users 20] [--rounds 3] [--ablation]
 
 Needs the Debian packages nginx and wrk. Traffic stays on 127.0.0.1.
 """
@@ -109,6 +115,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--users", type=int, default=20, help="users per process")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ablation", action="store_true",
+                        help="also price what Locust charges for judging requests, journey rows, its wrapper")
     args = parser.parse_args()
     for tool in ("nginx", "wrk"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
@@ -141,16 +149,23 @@ loadtest:
                                           *crm_args],
                  "plain Locust FastHttpUser (peer)": ["-f", str(REPO / "bench" / "loadtest" /
                                                             "plain_locustfile.py"), "--host", base]}
+        ablation = {"plain + catch_response": "catch", "plain + journey row": "row",
+                    "plain, events.request directly": "direct"} if args.ablation else {}
+        reporting = ["-f", str(REPO / "bench" / "loadtest" / "plain_reporting_locustfile.py"), "--host", base]
         rates: dict[tuple[str, int], list[float]] = {}
         cpu_us: dict[tuple[str, int], list[float]] = {}
         for processes in (0, 2):
             for round_ in range(args.rounds):  # alternate, so drift on a shared machine hits all
-                for name, argv in files.items():
+                schedule = [(name, argv, env) for name, argv in files.items()]
+                if not processes:
+                    schedule += [(name, reporting, {**env, "BENCH_PEER": peer})
+                             for name, peer in ablation.items()]
+                for name, argv, run_env in schedule:
                     if processes and name.startswith("crmpulse"):  # the shape sets the users
                         argv = [*argv, "--crmpulse-users", str(processes)]
-                    rate, per_request = locust_rate(
-                        argv, folder, f"{name[:8]}{processes}{round_}".replace(" ", ""), args.seconds,
-                        args.users * max(processes, 1), env, processes)
+                    tag = run_env.get("BENCH_PEER", name[:8].replace(" ", ""))
+                    rate, per_request = locust_rate(argv, folder, f"{tag}{processes}{round_}", args.seconds,
+                                                    args.users * max(processes, 1), run_env, processes)
                     rates.setdefault((name, processes), []).append(rate)
                     cpu_us.setdefault((name, processes), []).append(per_request)
         out = subprocess.run(["wrk", "-t1", f"-c{args.users}", f"-d{args.seconds}s",
@@ -189,6 +204,16 @@ loadtest:
         print(f"  HDR recording CPU cost (1 - without HDR/crmpulse): "
               f"{statistics.median(cpu_cost) * 100:+.1f} % median of rounds "
               f"({', '.join(f'{c * 100:+.1f}' for c in cpu_cost)}; goal <= 2 %)")
+    if ablation:
+        plain_cpu = cpu_us[("plain Locust FastHttpUser (peer)", 0)]
+        crm_extra = [c - p for c, p in zip(cpu_us[("crmpulse", 0)], plain_cpu, strict=True)]
+        print("\nwhat Locust charges, one process (CPU per request less the plain peer's, same round):")
+        print(f"  {'crmpulse journey layer, in all':36} {statistics.median(crm_extra):+6.1f} us  rounds: "
+              + ", ".join(f"{d:+.1f}" for d in crm_extra))
+        for name in ablation:
+            extra = [c - p for c, p in zip(cpu_us[(name, 0)], plain_cpu, strict=True)]
+            print(f"  {name:36} {statistics.median(extra):+6.1f} us  rounds: "
+                  + ", ".join(f"{d:+.1f}" for d in extra))
     print(f"\nwrk, one thread (ceiling): {ceiling:.0f} req/s")
     # HDR recording priced directly, which the rounds above cannot resolve on a busy machine:
     # the time one record takes, against the time one request takes in plain Locust

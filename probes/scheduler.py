@@ -71,9 +71,10 @@ class Scheduler:
         self.epoch = time.monotonic()
 
     def carry(self, previous: Scheduler, names: set[str]) -> None:
-        """Take over the last starts of ``names`` from the schedule this one replaces (before
-        :meth:`start`)."""
+        """Take over the last starts and results of ``names`` from the schedule this one
+        replaces (before :meth:`start`)."""
         self.started.update((name, at) for name, at in previous.started.items() if name in names)
+        self.last.update((name, run) for name, run in previous.last.items() if name in names)
 
     def next_tick(self, check: Check, after: float) -> float:
         """The first point of the check's phase in its interval at or after ``after``."""

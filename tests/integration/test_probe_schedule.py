@@ -20,7 +20,7 @@ import pytest
 from crmpulse import load_config
 from crmpulse.probes.checks import Outcome, TargetRunner
 from crmpulse.probes.exporter import Exporter
-from crmpulse.probes.scheduler import Scheduler
+from crmpulse.probes.scheduler import LastRun, Scheduler
 from tests.helpers import SandboxProcess, write_config
 
 #: asyncio may wake a sleeper up to its clock's resolution early
@@ -103,7 +103,7 @@ def test_a_reload_keeps_each_kept_checks_pace_and_last_results(crm: SandboxProce
             "crmpulse_access_holds",
             {"target": "crm", "check": "revoked_token", "kind": "revocation", "path": "revoked"})
 
-    async def main() -> tuple[list[float], float, float | None, float | None, float | None]:
+    async def main() -> tuple[list[float], float, float | None, float | None, float | None, LastRun | None]:
         exporter = Exporter(path, load_config(path), listen="127.0.0.1:0")
         await exporter.start()
         kept: list[float] = []
@@ -135,16 +135,17 @@ def test_a_reload_keeps_each_kept_checks_pace_and_last_results(crm: SandboxProce
             assert await exporter.reload() == []
             held = holds(exporter)
             reshaped = sched().started.get("reshaped")
+            shown = sched().last.get("kept")  # the landing page's last result
             await until(lambda: note() or len(kept) >= count + 3)
             path.write_text(CONFIG.format(url=crm.url, checks=http_checks(["kept"], "3s")))
             assert await exporter.reload() == []
             gone = holds(exporter)
         finally:
             await exporter.stop()
-        return kept, reloaded, held, reshaped, gone
+        return kept, reloaded, held, reshaped, gone, shown
 
     try:
-        kept, reloaded, held, reshaped, gone = asyncio.run(main())
+        kept, reloaded, held, reshaped, gone, shown = asyncio.run(main())
     finally:
         crm.reset()
     gaps = [round(b - a, 3) for a, b in itertools.pairwise(kept)]
@@ -152,3 +153,4 @@ def test_a_reload_keeps_each_kept_checks_pace_and_last_results(crm: SandboxProce
     assert held == 0  # still broken after the reload, until a run says otherwise
     assert reshaped is None or reshaped > reloaded  # not carried over: runs afresh
     assert gone is None
+    assert shown is not None and shown.success
