@@ -40,14 +40,14 @@ class AccessMetrics:
         self.login_attempts = _gauge(c.ACCESS_LOGIN_ATTEMPTS, registry)
         self._children: dict[tuple[str, str], list[tuple[Gauge, tuple[str, ...]]]] = {}
 
-    def prepare(self, target: str, check: Check, keep: bool = False) -> None:
+    def prepare(self, target: str, check: Check) -> None:
         """Create every series of an access check (nothing for other kinds).
 
-        ``keep``: the check's last result still stands (a reload kept it, its schedule goes
-        on), so series it already has keep their values; otherwise they start afresh. Series
-        the check no longer has are removed either way.
+        Series the check already has keep their values across a reload: a finding stands
+        until a run judges the path again (a broken protection is not reset to holding).
+        New series start at their initial values; series it no longer has are removed.
         """
-        wanted: list[tuple[Gauge, tuple[str, ...], float | None]] = []
+        wanted: list[tuple[Gauge, tuple[str, ...], float]] = []
         if isinstance(check, ACCESS_CHECKS):
             base = (target, check.name)
             wanted += [(self.holds, (*base, check.kind, path), 1.0) for path in access_paths(check)]
@@ -56,18 +56,17 @@ class AccessMetrics:
                            for path in dict.fromkeys(r.operation for r in check.reads)
                            for detector in detector_names(check)]
             if isinstance(check, RevocationCheck) and check.revoke is not None:
-                wanted.append((self.revocation, base, None))
+                wanted.append((self.revocation, base, 0.0))
             if isinstance(check, BruteforceCheck):
-                wanted.append((self.login_attempts, base, None))
+                wanted.append((self.login_attempts, base, 0.0))
         old = set(self._children.pop((target, check.name), []))
         new = [(gauge, labels) for gauge, labels, _ in wanted]
         for gauge, labels in old - set(new):
             with contextlib.suppress(KeyError):
                 gauge.remove(*labels)
         for gauge, labels, initial in wanted:
-            child = gauge.labels(*labels)
-            if initial is not None and not (keep and (gauge, labels) in old):
-                child.set(initial)
+            if (gauge, labels) not in old:
+                gauge.labels(*labels).set(initial)
         if new:
             self._children[(target, check.name)] = new
 

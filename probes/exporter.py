@@ -124,6 +124,8 @@ class Exporter:
         self.spread = spread
         self.listen = listen or loaded.config.probes.listen
         self.shard_override = shard
+        #: the origin of every check's ticks for the process's whole life (scheduler.py)
+        self.epoch = time.monotonic()
         check_buckets, sync_buckets = slo_buckets(loaded)
         self.metrics = ProbeMetrics(CollectorRegistry(), check_buckets)
         # sync metrics live in a registry of their own, forwarded into the exporter's, so a
@@ -217,7 +219,7 @@ class Exporter:
                                    metrics, target, receiver + p.name)
             for p in pairs}
         scheduler = Scheduler(runner, checks, probes.concurrency, self._record, self._overrun,
-                              spread=self.spread)
+                              spread=self.spread, epoch=self.epoch, context=loaded.target.base_url)
         return RunningSet(loaded, (index, count), checks, runner, systems, pair_runners, scheduler)
 
     async def sweep_only(self, older_than: float | None) -> list[SweepReport]:
@@ -245,19 +247,19 @@ class Exporter:
                  len(running.checks), len(self.loaded.config.probes.checks), *running.shard,
                  len(running.pairs))
 
-    def _activate(self, running: RunningSet, previous: Scheduler | None = None) -> None:
+    def _activate(self, running: RunningSet, previous: Scheduler | None = None,
+                  store: CheckStore | None = None) -> None:
         """Make ``running`` the running set and start its checks (the old ones, scheduled by
-        ``previous``, are stopped). A check whose series a reload keeps (same target, name
-        and shape) keeps its pace too; the others run within seconds, as after a start."""
+        ``previous`` and counted in ``store``, are stopped). A check the reload did not change
+        keeps its pace and its last results; the others run within seconds, as after a start."""
         self.loaded, self.current = running.loaded, running
         target = self.target
         phase_default = running.loaded.config.probes.phase_series
-        kept = {check.name for check in running.checks
-                if self.metrics.prepare(target, check, phase_default if check.phase_series is None
-                                        else check.phase_series)}
+        same = running.scheduler.carry(previous) if previous is not None else set()
+        for check in running.checks:
+            self.metrics.prepare(target, check, phase_default if check.phase_series is None
+                                 else check.phase_series, same=check.name in same, previous=store)
         self.metrics.keep({(target, c.name) for c in running.checks})
-        if previous is not None:
-            running.scheduler.carry(previous, kept)
         self.metrics.configured.labels(target).set(len(running.loaded.config.probes.checks))
         self.metrics.running.labels(target).set_function(running.scheduler.running)
         self.metrics.pairs_configured.labels(target).set(len(running.loaded.config.probes.sync))
@@ -332,6 +334,7 @@ class Exporter:
             old_target = self.target
             if old is not None:
                 await old.scheduler.stop()
+            store = self.metrics.checks  # the last results a kept check's new series take over
             if buckets_changed:
                 log.info("SLO thresholds changed: histograms start afresh")
                 self.metrics.buckets = check_buckets
@@ -345,7 +348,9 @@ class Exporter:
                 self.metrics.keep(set())
             self.current = None
             gc.unfreeze()
-            self._activate(running, old.scheduler if old is not None else None)  # pairs follow
+            # a check of the same target and definition goes on at its pace; the pairs follow
+            self._activate(running, old.scheduler if old is not None and old_target == new.target.name
+                           else None, store)
             if old is not None:
                 # an old pair stops (deleting its records) before the new one of the same
                 # name starts: a new heartbeat must not adopt a record about to be deleted

@@ -176,6 +176,15 @@ class CheckSeries:
         return (self.kind, tuple(self.steps), tuple(self.protections), self.tls,
                 self.phase_series, self.buckets)
 
+    def adopt(self, old: CheckSeries) -> None:
+        """Take over the last results (the gauges) of the same check's series, rebuilt by a
+        reload; counters and histograms stay at zero, as after a restart."""
+        self.success, self.last_run, self.status = old.success, old.last_run, old.status
+        self.auth, self.tls_expiry, self.tls_valid = old.auth, old.tls_expiry, old.tls_valid
+        self.phases.update(old.phases)
+        self.protection.update((k, v) for k, v in old.protection.items() if k in self.protection)
+        self._parts = None
+
     # -- recording -----------------------------------------------------------------------
 
     def record(self, outcome: Outcome, finished_at: float) -> None:

@@ -88,13 +88,19 @@ class ProbeMetrics:
         if ok:
             self.reload_time.set(time.time())
 
-    def prepare(self, target: str, check: Check, phase_series: bool = True) -> bool:
-        """Create every series the check can produce, at zero; True when the check's series
-        were kept instead (its shape is unchanged, so its last result still stands)."""
-        before = self.checks.series.get((target, check.name))
-        kept = self.checks.prepare(target, check, phase_series) is before
-        self.access.prepare(target, check, keep=kept)
-        return kept
+    def prepare(self, target: str, check: Check, phase_series: bool = True, same: bool = False,
+                previous: CheckStore | None = None) -> None:
+        """Create every series the check can produce, at zero; a check whose shape is
+        unchanged keeps its series. ``same``: a reload kept the check itself (its schedule
+        goes on), so series it had to rebuild (new SLO buckets, ``phase_series`` switched)
+        take over its last results from ``previous`` (counters and histograms start afresh).
+        Access series it already had always keep their values (a run changes them)."""
+        key = (target, check.name)
+        old = (previous or self.checks).series.get(key)
+        series = self.checks.prepare(target, check, phase_series)
+        if same and old is not None and series is not old:
+            series.adopt(old)
+        self.access.prepare(target, check)
 
     def keep(self, keys: set[tuple[str, str]]) -> None:
         """Drop the series of every check not in ``keys`` (it left the config or this shard)."""

@@ -1,5 +1,7 @@
-"""A check never runs again sooner than its interval: not from its first run to its second,
-not across a reload. Kept checks keep their last results across a reload too.
+"""A check never starts again sooner than its interval less its jitter (first to second run,
+with jitter, behind a concurrency limit), and a reload keeps the pace and last results of
+the checks it does not change: on the exporter's one grid, through repeated reloads and a
+change of SLO buckets; a run the reload cut off runs again at once.
 
 This is more than tidiness: a ``bruteforce`` check locks its canary account, and the
 Salesforce dialect (like Salesforce) answers a locked account as a wrong password, so a run
@@ -12,15 +14,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from crmpulse import load_config
 from crmpulse.probes.checks import Outcome, TargetRunner
 from crmpulse.probes.exporter import Exporter
-from crmpulse.probes.scheduler import LastRun, Scheduler
+from crmpulse.probes.scheduler import Scheduler
 from tests.helpers import SandboxProcess, write_config
 
 #: asyncio may wake a sleeper up to its clock's resolution early
@@ -35,18 +38,21 @@ def crm() -> Iterator[SandboxProcess]:
     proc.stop()
 
 
-def http_checks(names: list[str], interval: str, extra: str = "") -> str:
-    return "".join(f"    - {{name: {name}, kind: http, request: {{path: /healthz, auth: false}}, "
-                   f"interval: {interval}, timeout: 400ms, jitter: 0{extra}}}\n" for name in names)
+def http_check(name: str, interval: str, extra: str = "", timeout: str = "400ms",
+               request: str = "path: /healthz, auth: false") -> str:
+    return (f"    - {{name: {name}, kind: http, request: {{{request}}}, "
+            f"interval: {interval}, timeout: {timeout}{extra}}}\n")
 
 
-def test_the_second_run_comes_at_least_an_interval_after_the_first(crm: SandboxProcess,
-                                                                  tmp_path: Path) -> None:
-    """First runs are spread over the first interval (at most 5 s); the second waits for
-    the check's phase, but never less than an interval: 16 checks every 0.5 s, 4 runs each."""
+def test_two_starts_are_never_closer_than_the_interval_less_its_jitter(crm: SandboxProcess,
+                                                                      tmp_path: Path) -> None:
+    """16 checks every 0.5 s with 40 % jitter, one slot for all of them (so runs wait for
+    it), 5 runs each: the second run waits for the check's phase, jitter and slot waits
+    move ticks, and no start follows the one before by less than 0.3 s."""
     names = [f"c{i}" for i in range(16)]
+    checks = "".join(http_check(name, "500ms", ", jitter: 40") for name in names)
     path = write_config(tmp_path, f"target: {{name: crm, base_url: {crm.url}}}\nprobes:\n"
-                                  f"  checks:\n{http_checks(names, '500ms')}")
+                                  f"  checks:\n{checks}")
     loaded = load_config(path)
     starts: dict[str, list[float]] = {name: [] for name in names}
 
@@ -57,11 +63,11 @@ def test_the_second_run_comes_at_least_an_interval_after_the_first(crm: SandboxP
         def record(outcome: Outcome) -> None:
             starts[outcome.check].append(scheduler.started[outcome.check])
 
-        scheduler = Scheduler(runner, loaded.config.probes.checks, 32, record, lambda c, n: None)
+        scheduler = Scheduler(runner, loaded.config.probes.checks, 1, record, lambda c, n: None)
         scheduler.start()
         try:
             deadline = time.monotonic() + 60
-            while min(len(s) for s in starts.values()) < 4:
+            while min(len(s) for s in starts.values()) < 5:
                 assert time.monotonic() < deadline, starts
                 await asyncio.sleep(0.05)
         finally:
@@ -70,7 +76,7 @@ def test_the_second_run_comes_at_least_an_interval_after_the_first(crm: SandboxP
 
     asyncio.run(main())
     gaps = {name: [b - a for a, b in itertools.pairwise(s)] for name, s in starts.items()}
-    short = {name: [round(g, 3) for g in gap if g < 0.5 - EARLY] for name, gap in gaps.items()}
+    short = {name: [round(g, 3) for g in gap if g < 0.3 - EARLY] for name, gap in gaps.items()}
     assert not any(short.values()), short
 
 
@@ -80,77 +86,159 @@ target:
   base_url: {url}
   credentials:
     rotated_out: {{type: bearer, token: "${{env:REVOKED_TOKEN}}"}}
-probes:
+{slos}probes:
   checks:
 {checks}"""
 REVOKED = ("    - {name: revoked_token, kind: revocation, credential: rotated_out, read: {operation: whoami},"
            " interval: 1s, timeout: 800ms, jitter: 0}\n")
+SLO = "slos:\n  - {name: fast, kind: latency, objective: 99, threshold: 700ms}\n"
 
 
-def test_a_reload_keeps_each_kept_checks_pace_and_last_results(crm: SandboxProcess, tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """Reloading the same checks does not run them again at once; a check whose series change
-    (here: ``phase_series``) starts afresh and runs within seconds, as after a start. A kept
-    access check keeps its finding (a broken protection stays broken, not reset to holds);
-    a check that leaves the config takes its access series with it."""
-    monkeypatch.setenv("REVOKED_TOKEN", "sandbox-integration-token")
-    checks = http_checks(["kept", "reshaped"], "3s") + REVOKED
-    path = write_config(tmp_path, CONFIG.format(url=crm.url, checks=checks))
-    crm.faults(ignore_revocation=True)  # the revoked token still reads: the protection is broken
+class Running:
+    """An in-process exporter and the starts of its checks, across its reloads."""
 
-    def holds(exporter: Exporter) -> float | None:
-        return exporter.metrics.registry.get_sample_value(
+    def __init__(self, exporter: Exporter) -> None:
+        self.exporter = exporter
+        self.starts: dict[str, list[float]] = {}
+
+    @property
+    def scheduler(self) -> Scheduler:
+        assert self.exporter.scheduler is not None
+        return self.exporter.scheduler
+
+    def note(self) -> None:
+        for name, at in self.scheduler.completed.items():
+            seen = self.starts.setdefault(name, [])
+            if not seen or at != seen[-1]:
+                seen.append(at)
+
+    async def until(self, condition: Callable[[], Any], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.note()
+            if condition():
+                return
+            assert time.monotonic() < deadline, ("timed out", self.starts)
+            await asyncio.sleep(0.01)
+
+    def runs(self, name: str) -> int:
+        return len(self.starts.get(name, []))
+
+    def holds(self) -> float | None:
+        return self.exporter.metrics.registry.get_sample_value(
             "crmpulse_access_holds",
             {"target": "crm", "check": "revoked_token", "kind": "revocation", "path": "revoked"})
 
-    async def main() -> tuple[list[float], float, float | None, float | None, float | None, LastRun | None]:
-        exporter = Exporter(path, load_config(path), listen="127.0.0.1:0")
-        await exporter.start()
-        kept: list[float] = []
+    def success(self, name: str) -> float:
+        return self.exporter.metrics.checks.series[("crm", name)].success
 
-        def sched() -> Scheduler:
-            assert exporter.scheduler is not None
-            return exporter.scheduler
 
-        async def until(condition: object, timeout: float = 30) -> None:
-            deadline = time.monotonic() + timeout
-            while not condition():  # type: ignore[operator]
-                assert time.monotonic() < deadline, "timed out"
-                await asyncio.sleep(0.01)
+def test_a_reload_keeps_the_pace_and_last_results_of_the_checks_it_does_not_change(
+        crm: SandboxProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kept check runs every 3 s through seven reloads, one of which changes every
+    check's histogram buckets (an SLO threshold): its starts stay 3 s apart (a reload used to
+    run it again at once, or to move it up to a whole interval later), its last result stays
+    on the landing page and in ``crmpulse_check_success``, and the broken revocation stays
+    ``holds 0``. A check whose definition changed is not carried over; a check that left the
+    config takes its access series with it."""
+    monkeypatch.setenv("REVOKED_TOKEN", "sandbox-integration-token")
+    path = write_config(tmp_path, CONFIG.format(url=crm.url, slos="", checks=http_check(
+        "kept", "3s", ", jitter: 0") + http_check("changed", "3s", ", jitter: 0") + REVOKED))
+    crm.faults(ignore_revocation=True)  # the revoked token still reads: the protection is broken
 
-        def note() -> bool:  # every start of "kept", in whichever schedule runs it
-            at = sched().started.get("kept")
-            if at is not None and (not kept or at != kept[-1]):
-                kept.append(at)
-            return False
-
+    async def main() -> dict[str, Any]:
+        run = Running(Exporter(path, load_config(path), listen="127.0.0.1:0"))
+        await run.exporter.start()
+        seen: dict[str, Any] = {}
         try:
-            await until(lambda: holds(exporter) == 0 and "reshaped" in sched().started)
-            await until(lambda: note() or len(kept) >= 1)
-            count = len(kept)
-            await until(lambda: note() or len(kept) > count)  # reload just after a run began
-            path.write_text(CONFIG.format(url=crm.url, checks=http_checks(["kept"], "3s") + http_checks(
-                ["reshaped"], "3s", ", phase_series: false") + REVOKED))
-            reloaded = time.monotonic()
-            assert await exporter.reload() == []
-            held = holds(exporter)
-            reshaped = sched().started.get("reshaped")
-            shown = sched().last.get("kept")  # the landing page's last result
-            await until(lambda: note() or len(kept) >= count + 3)
-            path.write_text(CONFIG.format(url=crm.url, checks=http_checks(["kept"], "3s")))
-            assert await exporter.reload() == []
-            gone = holds(exporter)
+            await run.until(lambda: run.holds() == 0 and run.runs("kept") >= 2 and run.runs("changed") >= 1)
+            # the SLO changes every check's buckets; "changed" gets a longer timeout
+            path.write_text(CONFIG.format(url=crm.url, slos=SLO, checks=http_check(
+                "kept", "3s", ", jitter: 0") + http_check("changed", "3s", ", jitter: 0", "450ms") + REVOKED))
+            assert await run.exporter.reload() == []
+            seen.update(holds=run.holds(), success=run.success("kept"), shown=run.scheduler.last.get("kept"),
+                        changed=run.scheduler.completed.get("changed"),
+                        buckets=run.exporter.metrics.checks.buckets)
+            for _ in range(6):  # reloads closer together than the interval
+                await asyncio.sleep(0.7)
+                assert await run.exporter.reload() == []
+            count = run.runs("kept")
+            await run.until(lambda: run.runs("kept") >= count + 2)
+            path.write_text(CONFIG.format(url=crm.url, slos=SLO, checks=http_check("kept", "3s", ", jitter: 0")))
+            assert await run.exporter.reload() == []
+            seen["gone"] = run.holds()
         finally:
-            await exporter.stop()
-        return kept, reloaded, held, reshaped, gone, shown
+            await run.exporter.stop()
+        seen["kept"] = run.starts["kept"]
+        return seen
 
     try:
-        kept, reloaded, held, reshaped, gone, shown = asyncio.run(main())
+        seen = asyncio.run(main())
     finally:
         crm.reset()
-    gaps = [round(b - a, 3) for a, b in itertools.pairwise(kept)]
-    assert all(gap >= 3 - EARLY for gap in gaps), gaps
-    assert held == 0  # still broken after the reload, until a run says otherwise
-    assert reshaped is None or reshaped > reloaded  # not carried over: runs afresh
-    assert gone is None
-    assert shown is not None and shown.success
+    assert 0.7 in seen["buckets"]  # the SLO did change the buckets
+    # from the second run on (the first comes anywhere in the first interval)
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(seen["kept"][1:])]
+    assert all(3 - EARLY <= gap < 3.9 for gap in gaps), gaps
+    assert seen["holds"] == 0  # still broken after the reload, until a run says otherwise
+    assert seen["success"] == 1 and seen["shown"] is not None and seen["shown"].success
+    assert seen["changed"] is None  # a changed check starts afresh
+    assert seen["gone"] is None
+
+
+def test_a_run_a_reload_cuts_off_runs_again_at_once(crm: SandboxProcess, tmp_path: Path) -> None:
+    """A kept check in the middle of a 1.5 s run when the config is reloaded: its next run
+    comes within seconds of the reload, not an interval (10 s) after the run that never
+    finished (which, with reloads at a steady pace, could repeat forever)."""
+    # the sandbox slows its API and token endpoints (not /healthz): a POST to the token
+    # endpoint without credentials fails after the delay, a completed run all the same
+    slow = http_check("slow", "10s", ", jitter: 0", "4s", "method: POST, path: /oauth/token, auth: false")
+    path = write_config(tmp_path, f"target: {{name: crm, base_url: {crm.url}}}\nprobes:\n  checks:\n{slow}")
+
+    async def main() -> tuple[float, float, list[float]]:
+        run = Running(Exporter(path, load_config(path), listen="127.0.0.1:0"))
+        await run.exporter.start()
+        try:
+            await run.until(lambda: run.runs("slow") >= 1)
+            crm.faults(latency_ms=1500)
+            cut = run.scheduler.started["slow"]
+            await run.until(lambda: run.scheduler.started["slow"] != cut, timeout=20)
+            cut = run.scheduler.started["slow"]  # a run has just begun: 1.5 s to go
+            assert run.scheduler.completed["slow"] != cut
+            reloaded = time.monotonic()
+            assert await run.exporter.reload() == []
+            await run.until(lambda: run.starts["slow"][-1] > reloaded, timeout=20)
+        finally:
+            await run.exporter.stop()
+        return cut, reloaded, run.starts["slow"]
+
+    try:
+        cut, reloaded, starts = asyncio.run(main())
+    finally:
+        crm.reset()
+    # within the 5 s a first run may wait, and well before the cut-off run's next tick
+    assert starts[-1] - cut < 8, (cut, reloaded, starts)
+
+
+def test_a_shorter_interval_after_a_reload_counts_no_overruns(crm: SandboxProcess, tmp_path: Path) -> None:
+    """From every 30 s to every second: the check goes on at the new pace at once (its last
+    run was long enough ago), and no run is counted as having outlasted its interval."""
+    config = f"target: {{name: crm, base_url: {crm.url}}}\nprobes:\n  checks:\n"
+    path = write_config(tmp_path, config + http_check("shrink", "30s", ", jitter: 0"))
+
+    async def main() -> tuple[int, list[float]]:
+        run = Running(Exporter(path, load_config(path), listen="127.0.0.1:0"))
+        await run.exporter.start()
+        try:
+            await run.until(lambda: run.runs("shrink") >= 1)
+            await asyncio.sleep(4)  # the last run is now several new intervals ago
+            path.write_text(config + http_check("shrink", "1s", ", jitter: 0"))
+            assert await run.exporter.reload() == []
+            await run.until(lambda: run.runs("shrink") >= 4)
+            return run.exporter.metrics.checks.series[("crm", "shrink")].overruns, run.starts["shrink"]
+        finally:
+            await run.exporter.stop()
+
+    overruns, starts = asyncio.run(main())
+    assert overruns == 0, starts
+    assert all(gap >= 1 - EARLY for gap in (b - a for a, b in itertools.pairwise(starts))), starts
