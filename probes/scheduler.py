@@ -11,12 +11,13 @@ second run on, each check keeps a phase in its interval taken from a hash of its
 so thousands of checks with the same interval are spread evenly over it instead of
 firing in bursts (which would make scrapes and CPU use spiky).
 
-Two runs of a check never start closer than its interval less its jitter: that floor is
-enforced where a run starts, whatever jitter or a wait for a concurrency slot did to the
-ticks (a run a reload cut off aside: it counts for nothing and runs again at once). It
-matters beyond load: a ``bruteforce`` check locks its canary account, and a run that
-follows the last one sooner than the lockout lasts finds the account still locked and
-fails for nothing; its cut-off attempts do count (they may have locked it already).
+Two runs of a check never start closer than its interval less its jitter (and 10 ms of
+timer slack): that floor is enforced where a run starts, whatever jitter or a wait for a
+concurrency slot did to the ticks (a run a reload cut off aside: it counts for nothing and
+runs again at once). It matters beyond load: a ``bruteforce`` check locks its canary
+account, and a run that follows the last one sooner than the lockout lasts finds the
+account still locked and fails for nothing; its cut-off attempts do count (they may have
+locked it already).
 
 A reload does not restart the pace of the checks it keeps. The ticks are points of one
 grid for the exporter's whole life (``epoch``), and the new schedule takes over, for each
@@ -44,7 +45,7 @@ from crmpulse.config import Check
 
 from .checks import Outcome, TargetRunner
 
-__all__ = ["LastRun", "Scheduler", "phase_of"]
+__all__ = ["FLOOR_SLACK", "LastRun", "Scheduler", "phase_of"]
 
 log = logging.getLogger("crmpulse.probe")
 
@@ -60,6 +61,9 @@ def phase_of(name: str) -> float:
     """A fraction of the interval in [0, 1) fixed by the check's name."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") / 2**32
 
+
+#: how much sooner than its interval less its jitter a check may start again (timer slack)
+FLOOR_SLACK = 0.01
 
 #: what a reload may change without making a check a different one
 PACE_FIELDS = frozenset({"interval", "jitter", "phase_series"})
@@ -141,7 +145,10 @@ class Scheduler:
 
     async def _loop(self, check: Check) -> None:
         jitter = check.interval * check.jitter / 100
-        floor = check.interval - jitter  # the least time between two starts
+        # the least time between two starts; measured from each actual start, so a slack of
+        # a few ms keeps a wake-up's lateness from adding up run after run (with jitter 0 it
+        # would drift the check off its ticks and count overruns no run caused)
+        floor = check.interval - jitter - FLOOR_SLACK
         # the pace a reload carried over: a cut-off bruteforce attempt counts (it may have
         # locked the canary), any other check's cut-off run is run again
         last = (self.started if check.kind == "bruteforce" else self.completed).get(check.name)
