@@ -66,13 +66,13 @@ def phase_of(name: str) -> float:
 FLOOR_SLACK = 0.01
 
 #: what a reload may change without making a check a different one
-PACE_FIELDS = frozenset({"interval", "jitter", "phase_series"})
+PACE_FIELDS = {"interval", "jitter", "phase_series"}
 
 
 def fingerprint(check: Check, context: object) -> object:
     """What makes a check the same one across a reload: its whole definition but its pace
     and series options, and ``context`` (the target's URL). Compared in memory, never shown."""
-    return check.kind, context, check.model_dump(exclude=set(PACE_FIELDS))
+    return check.kind, context, check.model_dump(exclude=PACE_FIELDS)
 
 
 class Scheduler:
@@ -120,11 +120,11 @@ class Scheduler:
         """The next tick of a check a reload kept, or None when it is overdue (a run the
         reload cut off, or one waiting for a slot: it then runs at once)."""
         planned, interval = self.planned.get(check.name, (None, None))
-        if planned is None or interval != check.interval:  # a new interval: a new grid
+        now = time.monotonic()
+        # a new interval is a new grid; a bruteforce run's cut-off attempts count in full
+        if planned is None or interval != check.interval or (planned <= now and check.kind == "bruteforce"):
             planned = self.next_tick(check, last + floor)
-        if planned <= time.monotonic() and check.kind == "bruteforce":
-            planned = self.next_tick(check, last + floor)  # its cut-off attempts count in full
-        return planned if planned > time.monotonic() else None
+        return planned if planned > now else None
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
