@@ -87,6 +87,9 @@ def locust_rate(args: list[str], folder: Path, name: str, seconds: int, users: i
         rows = {r["Name"]: r for r in csv.DictReader(handle)}
     total = rows["Aggregated"]
     requests = int(total["Request Count"])
+    if int(total["Failure Count"]):  # a rate of failing requests measures nothing
+        failures = Path(f"{prefix}_failures.csv").read_text()[:2000]
+        raise SystemExit(f"bench: {name} had {total['Failure Count']} failed requests:\n{failures}")
     if "handle_a_ticket" in str(rows) or any(r["Type"] == "journey" for r in rows.values()):
         requests -= sum(int(r["Request Count"]) for r in rows.values() if r["Type"] == "journey")
     probes = [line.split() for line in cpu_file.read_text().splitlines()] if cpu_file.exists() else []

@@ -26,10 +26,13 @@ from urllib.parse import urlencode
 
 import gevent
 from locust import FastHttpUser, between
+from locust.exception import CatchResponseError
 
 from crmpulse import TransportError
 from crmpulse.client import Flow, Reply, Session, Sleep
 from crmpulse.profile import OperationResult, RenderedRequest
+
+from .wire import Wire
 
 if TYPE_CHECKING:
     from .loadrun import LoadRun
@@ -70,6 +73,8 @@ class CRMUser(FastHttpUser):
         self.session = Session(run.loaded.target, run.loaded.profile, force_authenticate=False,
                                allowed_hosts=run.loaded.target.safety.allowed_hosts, quota=run.quota)
         run.sessions.append(self.session)
+        # requests go out here, not through self.client: see .wire
+        self.wire = Wire(run.loaded.target)
         think = run.think_time
         self.wait_time = lambda: random.uniform(think * 0.5, think * 1.5)  # type: ignore[method-assign]
 
@@ -109,54 +114,53 @@ class CRMUser(FastHttpUser):
 
     def _exchange(self, flow: Flow, request: RenderedRequest) -> Any:
         """Send one request the flow yielded; the flow's next item, or _Finished with its value."""
-        self.loadrun.pacer.acquire()
+        run = self.loadrun
+        run.pacer.acquire()
         url = request.url
         if request.params:
             url += ("&" if "?" in url else "?") + _query(request.params)
-        kwargs: dict[str, Any] = {"headers": request.headers, "name": request.operation,
-                                  "catch_response": True, "allow_redirects": False}
-        if request.json is not None:
-            kwargs["json"] = request.json
-        elif request.form is not None:
-            kwargs["data"] = urlencode(request.form)
-            kwargs["headers"] = {**request.headers,
-                                 "Content-Type": "application/x-www-form-urlencoded"}
-        elif request.content is not None:
-            kwargs["data"] = request.content
+        headers, body = request.headers, None
+        if request.json is None:
+            if request.form is not None:
+                body = urlencode(request.form)
+                headers = {**headers, "Content-Type": "application/x-www-form-urlencoded"}
+            elif request.content is not None:
+                body = request.content
+        name, fire = request.operation, self.environment.events.request.fire
+        started_at = time.time()
         start = time.perf_counter()
-        with self.client.request(request.method, url, **kwargs) as response:
-            status = response.status_code or 0
-            if status == 0:  # connection error: Locust already recorded it
-                error = TransportError(str(response.error or "connection failed"), "connect")
-                response.failure(str(error))
-                self.loadrun.book.record("operation", request.operation, time.perf_counter() - start, False)
-                return flow.throw(error)
-            # the headers object is passed as is: copying it into a dict costs on every request
+        try:
+            status, found, content = self.wire.send(request.method, url, headers, body, request.json)
+        except TransportError as error:
             elapsed = time.perf_counter() - start
-            headers = response.headers  # `or {}` would count them (Headers.__len__ walks them all)
-            reply = Reply(status, headers if headers is not None else {}, response.content or b"", elapsed)
-            # The flow judges the reply and moves on; its StopIteration must not cross the
-            # `with`, or Locust would not record this request. Only its value is kept: the
-            # exception itself, held in a local, would make a cycle with this frame (through
-            # its traceback) that only the garbage collector frees, on every request.
-            item: Any
-            try:
-                item = flow.send(reply)
-            except StopIteration as stop:
-                item = _Finished(stop.value)
-            ok, message = self.session.verdict
-            if status == 429:
-                response.failure(f"throttled (429) on {request.operation}")
-                throttled = self.loadrun.throttled
-                throttled[request.operation] = throttled.get(request.operation, 0) + 1
-                ok = False
-            elif ok:
-                response.success()
-            else:
-                response.failure(message)
-            self.loadrun.book.record("operation", request.operation, elapsed, ok)
+            fire(request_type=request.method, name=name, response_time=elapsed * 1000, response_length=0,
+                 exception=CatchResponseError(str(error)), context=self.context(), response=None,
+                 url=url, start_time=started_at)
+            run.book.record("operation", name, elapsed, False)
+            return flow.throw(error)
+        elapsed = time.perf_counter() - start
+        # The flow judges the reply and moves on. Only a StopIteration's value is kept: the
+        # exception itself, held in a local, would make a cycle with this frame (through
+        # its traceback) that only the garbage collector frees, on every request.
+        item: Any
+        try:
+            item = flow.send(Reply(status, found, content, elapsed))
+        except StopIteration as stop:
+            item = _Finished(stop.value)
+        ok, message = self.session.verdict
+        failure = None
         if status == 429:
-            self._retry_after(response.headers.get("Retry-After"))
+            failure = CatchResponseError(f"throttled (429) on {name}")
+            run.throttled[name] = run.throttled.get(name, 0) + 1
+            ok = False
+        elif not ok:
+            failure = CatchResponseError(message)
+        fire(request_type=request.method, name=name, response_time=elapsed * 1000,
+             response_length=len(content), exception=failure, context=self.context(), response=None,
+             url=url, start_time=started_at)
+        run.book.record("operation", name, elapsed, ok)
+        if status == 429:
+            self._retry_after(found.get("Retry-After"))
         return item
 
     def _retry_after(self, header: str | None) -> None:
