@@ -10,11 +10,12 @@ loopback), alternating rounds so that drift on a shared machine hits all alike:
 each in one process, then with two worker processes (Locust's --processes 2);
 - ceiling: wrk with one thread against the same endpoint.
 
-With ``--ablation``, three more peers run in the same rounds (one process only): plain
-Locust judging each request by hand (``catch_response``), plain Locust adding a journey
-row per iteration, and plain requests reported through ``events.request`` directly
-(bench/loadtest/plain_reporting_locustfile.py); each one's CPU per request less the plain
-peer's is what Locust charges for that part of what the journey layer does.
+With ``--ablation``, two more peers run in the same rounds (one process only), the same
+requests on thinner HTTP paths (bench/loadtest/plain_reporting_locustfile.py): through
+geventhttpclient's ``UserAgent`` reported with ``events.request`` directly (prices Locust's
+session and response wrappers), and through geventhttpclient's pooled ``HTTPClient`` itself,
+the path crmpulse's users take (loadtests/wire.py): crmpulse's CPU per request less that
+peer's is what the journey layer's own work costs.
 
 Printed: each rate, crmpulse/plain Locust (goal: at least 0.95) and the cost of HDR
 recording, 1 - crmpulse/crmpulse without HDR (goal: at most 2 %); then the same ratios
@@ -119,7 +120,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=20, help="users per process")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--ablation", action="store_true",
-                        help="also price what Locust charges for judging requests, journey rows, its wrapper")
+                        help="also price Locust's wrappers and the journey layer over the bare client")
     args = parser.parse_args()
     for tool in ("nginx", "wrk"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
@@ -152,8 +153,8 @@ loadtest:
                                           *crm_args],
                  "plain Locust FastHttpUser (peer)": ["-f", str(REPO / "bench" / "loadtest" /
                                                             "plain_locustfile.py"), "--host", base]}
-        ablation = {"plain + catch_response": "catch", "plain + journey row": "row",
-                    "plain, events.request directly": "direct"} if args.ablation else {}
+        ablation = {"plain, UserAgent + events.request": "direct",
+                    "plain, HTTPClient + events.request": "raw"} if args.ablation else {}
         reporting = ["-f", str(REPO / "bench" / "loadtest" / "plain_reporting_locustfile.py"), "--host", base]
         rates: dict[tuple[str, int], list[float]] = {}
         cpu_us: dict[tuple[str, int], list[float]] = {}
@@ -208,9 +209,15 @@ loadtest:
               f"{statistics.median(cpu_cost) * 100:+.1f} % median of rounds "
               f"({', '.join(f'{c * 100:+.1f}' for c in cpu_cost)}; goal <= 2 %)")
     if ablation:
+        raw = cpu_us[("plain, HTTPClient + events.request", 0)]
+        own = [c - r for c, r in zip(cpu_us[("crmpulse", 0)], raw, strict=True)]
+        print("\nthe journey layer's own work, one process (crmpulse's CPU per request less the same "
+              "requests' on its transport, same round):")
+        print(f"  {'crmpulse less HTTPClient peer':36} {statistics.median(own):+6.1f} us  rounds: "
+              + ", ".join(f"{d:+.1f}" for d in own))
         plain_cpu = cpu_us[("plain Locust FastHttpUser (peer)", 0)]
         crm_extra = [c - p for c, p in zip(cpu_us[("crmpulse", 0)], plain_cpu, strict=True)]
-        print("\nwhat Locust charges, one process (CPU per request less the plain peer's, same round):")
+        print("\none process, CPU per request less the plain FastHttpUser peer's, same round:")
         print(f"  {'crmpulse journey layer, in all':36} {statistics.median(crm_extra):+6.1f} us  rounds: "
               + ", ".join(f"{d:+.1f}" for d in crm_extra))
         for name in ablation:

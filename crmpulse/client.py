@@ -498,7 +498,7 @@ def _request_kwargs(request: RenderedRequest) -> dict[str, Any]:
     return kwargs
 
 
-def _body_error(exc: BodyTooLarge | BadEncoding, limit: int) -> TransportError:
+def body_error(exc: BodyTooLarge | BadEncoding, limit: int) -> TransportError:
     """The same failure, whichever driver read the body."""
     if isinstance(exc, BodyTooLarge):
         return TransportError(f"response body larger than {limit} bytes (decompressed)", "assertion")
@@ -555,7 +555,8 @@ def _session(loaded: LoadedConfig | None, target: Target | None, profile: Profil
     return Session(target, profile, auth=auth, allowed_hosts=allowed_hosts)
 
 
-def _failed(operation: str, exc: TransportError) -> OperationResult:
+def failed_result(operation: str, exc: TransportError) -> OperationResult:
+    """A transport or auth failure as the operation's result, its message led by the operation."""
     return OperationResult(operation=operation, ok=False, reason=exc.reason,
                            message=f"{operation}: {exc}")
 
@@ -619,7 +620,7 @@ class Client:
             error = httpx.ReadTimeout("deadline") if watchdog.expired else exc
             raise translate_error(error, request.url) from exc
         except (BodyTooLarge, BadEncoding) as exc:
-            raise _body_error(exc, self.max_body) from None
+            raise body_error(exc, self.max_body) from None
         finally:
             watchdog.cancel()
         return Reply(response.status_code, dict(response.headers), bytes(body),
@@ -630,7 +631,7 @@ class Client:
         try:
             return self.run(self.session.call(operation, variables, max_pages))
         except TransportError as exc:
-            return _failed(operation, exc)
+            return failed_result(operation, exc)
 
     def steps(self, steps: Iterable[Step], context: dict[str, Any] | None = None) -> list[StepResult]:
         return self.run(self.session.steps(steps, context if context is not None else {}))
@@ -699,7 +700,7 @@ class AsyncClient:
         except TimeoutError:
             raise translate_error(httpx.ReadTimeout("deadline"), request.url) from None
         except (BodyTooLarge, BadEncoding) as exc:
-            raise _body_error(exc, limit) from None
+            raise body_error(exc, limit) from None
         elapsed = time.perf_counter() - start
         if context is not None:
             elapsed = max(0.0, elapsed - (context.stalled - stalled))
@@ -713,7 +714,7 @@ class AsyncClient:
         try:
             return await self.run(self.session.call(operation, variables, max_pages))
         except TransportError as exc:
-            return _failed(operation, exc)
+            return failed_result(operation, exc)
 
     async def cleanup(self) -> CleanupReport:
         return await self.run(self.session.cleanup())

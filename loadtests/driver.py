@@ -22,14 +22,13 @@ from __future__ import annotations
 import random
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlencode
 
 import gevent
 from locust import FastHttpUser, between
 from locust.exception import CatchResponseError
 
 from crmpulse import TransportError
-from crmpulse.client import Flow, Reply, Session, Sleep
+from crmpulse.client import Flow, Reply, Session, Sleep, failed_result
 from crmpulse.profile import OperationResult, RenderedRequest
 
 from .wire import Wire
@@ -95,7 +94,7 @@ class CRMUser(FastHttpUser):
         try:
             result: OperationResult = self.drive(self.session.call(operation, variables, max_pages))
         except TransportError as exc:
-            return OperationResult(operation=operation, ok=False, reason=exc.reason, message=str(exc))
+            return failed_result(operation, exc)
         return result
 
     def drive(self, flow: Flow) -> Any:
@@ -116,26 +115,16 @@ class CRMUser(FastHttpUser):
         """Send one request the flow yielded; the flow's next item, or _Finished with its value."""
         run = self.loadrun
         run.pacer.acquire()
-        url = request.url
-        if request.params:
-            url += ("&" if "?" in url else "?") + _query(request.params)
-        headers, body = request.headers, None
-        if request.json is None:
-            if request.form is not None:
-                body = urlencode(request.form)
-                headers = {**headers, "Content-Type": "application/x-www-form-urlencoded"}
-            elif request.content is not None:
-                body = request.content
         name, fire = request.operation, self.environment.events.request.fire
         started_at = time.time()
         start = time.perf_counter()
         try:
-            status, found, content = self.wire.send(request.method, url, headers, body, request.json)
+            status, found, content = self.wire.send(request)
         except TransportError as error:
             elapsed = time.perf_counter() - start
             fire(request_type=request.method, name=name, response_time=elapsed * 1000, response_length=0,
-                 exception=CatchResponseError(str(error)), context=self.context(), response=None,
-                 url=url, start_time=started_at)
+                 exception=CatchResponseError(f"{name}: {error}"), context=self.context(), response=None,
+                 url=request.url, start_time=started_at)
             run.book.record("operation", name, elapsed, False)
             return flow.throw(error)
         elapsed = time.perf_counter() - start
@@ -157,7 +146,7 @@ class CRMUser(FastHttpUser):
             failure = CatchResponseError(message)
         fire(request_type=request.method, name=name, response_time=elapsed * 1000,
              response_length=len(content), exception=failure, context=self.context(), response=None,
-             url=url, start_time=started_at)
+             url=request.url, start_time=started_at)
         run.book.record("operation", name, elapsed, ok)
         if status == 429:
             self._retry_after(found.get("Retry-After"))
@@ -181,18 +170,6 @@ class _Finished:
 
     def __init__(self, value: Any) -> None:
         self.value = value
-
-
-def _query(params: dict[str, Any]) -> str:
-    """``urlencode(params, doseq=True)``; plain letters and digits skip its quoting, which
-    leaves them as they are (a search for "Smith" is the common case)."""
-    parts = []
-    for key, value in params.items():
-        if not (key.__class__ is str and value.__class__ is str and key.isalnum() and value.isalnum()
-                and key.isascii() and value.isascii()):
-            return urlencode(params, doseq=True)
-        parts.append(f"{key}={value}")
-    return "&".join(parts)
 
 
 class journey_timer:

@@ -27,29 +27,36 @@ which may hold record ids, nor with a header's value, which may hold a token.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import re
 import socket
 import ssl
 from http.cookiejar import CookieJar
 from typing import Any
+from urllib.parse import urlencode
 
 import gevent.ssl
-from geventhttpclient.client import HTTPClient
+from geventhttpclient.client import IDEMPOTENT_METHODS, HTTPClient
 from geventhttpclient.header import Headers
-from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError
+from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError, HTTPSocketPoolResponse
 from geventhttpclient.url import URL
 from geventhttpclient.useragent import CompatRequest, CompatResponse
 
 from crmpulse import TransportError
 from crmpulse._decoding import ACCEPT_ENCODING, BadEncoding, BodyTooLarge, BoundedDecoder
+from crmpulse.client import body_error
 from crmpulse.config import TLS, Target
 from crmpulse.origins import format_origin, origin_of
+from crmpulse.profile import RenderedRequest
 
-__all__ = ["MAX_BODY", "Wire"]
+__all__ = ["MAX_BODY", "Wire", "query_string"]
 
 #: the largest body a load test reads, raw or decoded (the probes' cap)
 MAX_BODY = 16 * 1024 * 1024
+#: the largest response head (status line and header fields) a load test reads
+MAX_HEAD = 64 * 1024
 _BLOCK = 64 * 1024
 # A request target that needs no quoting: what URL(...).quoted_uri would leave as it is.
 _PLAIN_URI = re.compile(r"/[A-Za-z0-9\-._~/?&=%:@!$'()*+,;]*")
@@ -57,55 +64,109 @@ _JSON_HEADERS = (("Content-Type", "content-type", "application/json"),
                  ("Accept", "accept", "application/json"))
 
 
+class Fields(Headers):
+    """A response's header fields, case-insensitive, a repeated field read as one value joined
+    with ", " (RFC 9110 section 5.3), as httpx reads it for the probes: geventhttpclient's own
+    ``Headers`` gives a list then, which no caller expects of ``headers.get``. Cookies are
+    read apart, line by line (``get_all``)."""
+
+    def __getitem__(self, field: str) -> str:  # type: ignore[override]
+        value = super().__getitem__(field)
+        return value if isinstance(value, str) else ", ".join(value)
+
+    def get(self, field: str, default: Any = None) -> Any:
+        try:
+            return self[field]
+        except KeyError:
+            return default
+
+
 class Wire:
     """One user's connections to the target's origins; :meth:`send` returns (status, headers, body)."""
 
-    def __init__(self, target: Target, concurrency: int = 1) -> None:
+    def __init__(self, target: Target, max_body: int = MAX_BODY) -> None:
         self.timeout = float(target.timeout)
         self.tls = target.tls
-        self.concurrency = concurrency
+        self.max_body = max_body
         self._context: ssl.SSLContext | None = None
         #: "scheme://host:port/" as the URLs spell it -> its client
         self._clients: dict[str, HTTPClient] = {}
         self.cookies = CookieJar()
         self._cookies_set = False
+        # target.timeout bounds the whole request, as in the probes' clients: a socket
+        # timeout bounds each read only, and a server dripping a byte a second never trips
+        # it. One Timeout per user, restarted per request (a fresh one costs 3x as much).
+        self._deadline = gevent.Timeout(self.timeout)
 
-    def send(self, method: str, url: str, headers: dict[str, str], body: bytes | str | None = None,
-             json_body: Any = None) -> tuple[int, Any, bytes]:
-        """Send one request; TransportError (with a bounded, path-free message) when it fails."""
+    def send(self, request: RenderedRequest) -> tuple[int, Any, bytes]:
+        """Send one request a Session flow yielded: (status, headers, body), or TransportError
+        (with a bounded message that names no path and no header value)."""
+        url, method = request.url, request.method
+        body: bytes | None = None
+        if request.params:
+            url += ("&" if "?" in url else "?") + query_string(request.params)
+        deadline = self._deadline
+        deadline.start()
+        client = None
         try:
             client, uri = self._route(url)
-            fields = {"Accept-Encoding": ACCEPT_ENCODING, **headers}
-            if json_body is not None:
-                body = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False).encode()
+            fields = {"Accept-Encoding": ACCEPT_ENCODING, **request.headers}
+            if request.json is not None:
+                body = json.dumps(request.json, separators=(",", ":"), ensure_ascii=False).encode()
                 for name, lower, value in _JSON_HEADERS:
                     if name not in fields and lower not in fields:
                         fields[name] = value
+            elif request.form is not None:
+                body = urlencode(request.form).encode()
+                fields["Content-Type"] = "application/x-www-form-urlencoded"
+            elif request.content is not None:
+                content = request.content
+                body = content.encode() if isinstance(content, str) else content
             if self._cookies_set and (cookie := self._cookie(url, method)):
                 fields["Cookie"] = cookie
-            response = client.request(method, uri, body=body, headers=fields)
-            raw = _read(response)
-            found = response._headers_index  # a Headers; `headers` is a generator of pairs
+            response = _exchange(client, method, uri, body, fields)
+            raw = _read(response, self.max_body)
+            found: Fields = response._headers_index  # type: ignore[assignment]  # our headers_type
             if "set-cookie" in found:
-                request = CompatRequest(url, method=method, headers=Headers())
-                self.cookies.extract_cookies(CompatResponse(response, request), request)  # type: ignore[arg-type]
+                asked = CompatRequest(url, method=method, headers=Headers())
+                self.cookies.extract_cookies(CompatResponse(response, asked), asked)  # type: ignore[arg-type]
                 self._cookies_set = True
             encoding = found.get("content-encoding")
             if encoding and encoding != "identity":
-                decoder = BoundedDecoder(encoding, MAX_BODY)
+                decoder = BoundedDecoder(encoding, self.max_body)
                 raw = decoder.feed(raw) + decoder.flush()
             return response.status_code, found, raw
         except TransportError:
             raise
+        except gevent.Timeout as fired:
+            if fired is not deadline:
+                raise
+            # a Timeout that has fired fires again at once when restarted (gevent 24-26)
+            self._deadline = gevent.Timeout(self.timeout)
+            # The request was cut off wherever it was, perhaps holding its connection
+            # outside the pool: the origin's client is dropped, the next request opens anew.
+            if client is not None:
+                self._drop(client)
+            raise describe(TimeoutError(), url) from None
+        except (BodyTooLarge, BadEncoding) as exc:
+            raise describe(exc, url, self.max_body) from None
         except Exception as exc:  # whatever the socket, TLS or parser raised
             raise describe(exc, url) from None
+        finally:
+            deadline.cancel()
+
+    def _drop(self, client: HTTPClient) -> None:
+        for prefix, known in list(self._clients.items()):
+            if known is client:
+                del self._clients[prefix]
+        client.close()
 
     def _cookie(self, url: str, method: str) -> str | None:
         """The Cookie header the jar gives this URL (its domain, path, secure and expiry rules)."""
         request = CompatRequest(url, method=method, headers=Headers())
         self.cookies.add_cookie_header(request)
-        cookie: str | None = request.headers.get("Cookie")
-        return cookie
+        cookie = request.headers.get("Cookie")
+        return cookie if isinstance(cookie, str) else None
 
     def close(self) -> None:
         for client in self._clients.values():
@@ -125,10 +186,10 @@ class Wire:
             raise TransportError("invalid URL", "connect")
         scheme, host, port = origin_of(url)
         prefix = f"{format_origin((scheme, host, port))}/"
-        client = self._clients.get(prefix)
-        if client is None:
-            client = self._clients[prefix] = self._client(parsed)
-        return client, parsed.quoted_uri
+        known = self._clients.get(prefix)
+        if known is None:
+            known = self._clients[prefix] = self._client(parsed)
+        return known, parsed.quoted_uri
 
     def _client(self, url: URL) -> HTTPClient:
         options: dict[str, Any] = {}
@@ -137,8 +198,20 @@ class Wire:
                 self._context = tls_context(self.tls)
             context = self._context
             options = {"ssl_context_factory": lambda cafile=None: context, "insecure": not self.tls.verify}
-        return HTTPClient.from_url(url, concurrency=self.concurrency, connection_timeout=self.timeout,
-                                   network_timeout=self.timeout, **options)
+        return HTTPClient.from_url(url, concurrency=1, connection_timeout=self.timeout,
+                                   network_timeout=self.timeout, headers_type=Fields, **options)
+
+
+def query_string(params: dict[str, Any]) -> str:
+    """``urlencode(params, doseq=True)``; plain letters and digits skip its quoting, which
+    leaves them as they are (a search for "Smith" is the common case)."""
+    parts = []
+    for key, value in params.items():
+        if not (key.__class__ is str and value.__class__ is str and key.isalnum() and value.isalnum()
+                and key.isascii() and value.isascii()):
+            return urlencode(params, doseq=True)
+        parts.append(f"{key}={value}")
+    return "&".join(parts)
 
 
 def tls_context(tls: TLS) -> ssl.SSLContext:
@@ -154,8 +227,60 @@ def tls_context(tls: TLS) -> ssl.SSLContext:
     return context
 
 
-def _read(response: Any) -> bytes:
-    """The whole raw body, refused past MAX_BODY bytes; the connection goes back to its pool."""
+class _Response(HTTPSocketPoolResponse):
+    """geventhttpclient's response, refused once its head passes MAX_HEAD bytes.
+
+    Its parser sets no limit of its own: a CRM sending one endless header line would fill
+    memory until the deadline. The probes' clients (h11) refuse such a head too.
+    """
+
+    _head = 0
+
+    def feed(self, data: bytes) -> None:  # type: ignore[override]
+        super().feed(data)
+        if not self.headers_complete:
+            self._head += len(data)
+            if self._head > MAX_HEAD:
+                raise HTTPParseError(f"response head larger than {MAX_HEAD} bytes")
+
+
+def _exchange(client: HTTPClient, method: str, uri: str, body: bytes | None,
+              fields: dict[str, str]) -> _Response:
+    """``HTTPClient.request`` for what crmpulse sends (a whole body, never chunked, no
+    ``Expect``), reading the answer as a :class:`_Response`.
+
+    As geventhttpclient does, a request that meets a connection the server has closed
+    before answering is sent again on a fresh one, up to the pool's size + 1 times, when its
+    method is idempotent (RFC 9110 section 9.2.2: a POST may have been processed).
+    """
+    head = client._build_request(method, uri, body=body or b"", headers=fields, chunked=False)
+    data = head.encode("latin-1") + body if body else head.encode("latin-1")
+    pool = client._connection_pool
+    attempts = pool.size + 1
+    while True:
+        sock = pool.get_socket()
+        try:
+            sock.sendall(data)
+        except OSError as exc:
+            if exc.errno not in (errno.ECONNRESET, errno.EPIPE):
+                pool.release_socket(sock)
+                raise
+            # the server may have answered (a 413, a 401) and closed before reading it all
+        except BaseException:
+            pool.release_socket(sock)
+            raise
+        try:
+            return _Response(sock, pool, block_size=client.block_size, method=method, headers_type=Fields)
+        except (HTTPConnectionClosed, ConnectionResetError, BrokenPipeError):
+            # the response released the socket
+            if attempts > 0 and method in IDEMPOTENT_METHODS:
+                attempts -= 1
+                continue
+            raise
+
+
+def _read(response: Any, limit: int) -> bytes:
+    """The whole raw body, refused past ``limit`` bytes; the connection goes back to its pool."""
     body: bytes = response.read(_BLOCK)
     if len(body) < _BLOCK:  # read(n) stops short only at the end of the body
         return body
@@ -163,20 +288,22 @@ def _read(response: Any) -> bytes:
     size = len(body)
     while chunk := response.read(_BLOCK):
         size += len(chunk)
-        if size > MAX_BODY:
+        if size > limit:
             response.release()  # closes it: a body cut off leaves the connection unusable
             raise BodyTooLarge
         parts.append(chunk)
     return b"".join(parts)
 
 
-def describe(exc: BaseException, url: str) -> TransportError:
-    """A transport failure as a TransportError: a bounded reason, the origin, no path or header."""
-    if isinstance(exc, BodyTooLarge):
-        error = TransportError(f"response body larger than {MAX_BODY} bytes", "assertion")
-    elif isinstance(exc, BadEncoding):
-        error = TransportError(f"response body refused: {exc}", "assertion")
-    elif isinstance(exc, TimeoutError | socket.timeout):
+def describe(exc: BaseException, url: str, max_body: int = MAX_BODY) -> TransportError:
+    """A transport failure as a TransportError: a bounded reason, the origin, no path or header.
+
+    The wording is the probes' clients' (crmpulse.client), so a failure reads the same in a
+    load test's report as in a probe's metric.
+    """
+    if isinstance(exc, BodyTooLarge | BadEncoding):
+        return body_error(exc, max_body)
+    if isinstance(exc, TimeoutError | socket.timeout):
         error = TransportError("timed out", "timeout")
     elif isinstance(exc, ssl.SSLError | ssl.CertificateError):
         error = TransportError("TLS handshake failed", "tls")
@@ -191,8 +318,6 @@ def describe(exc: BaseException, url: str) -> TransportError:
                                "protocol")
     else:
         error = TransportError(exc.__class__.__name__, "connect")
-    try:
+    with contextlib.suppress(ValueError):
         error.args = (f"{error.args[0]} ({format_origin(origin_of(url))})",)
-    except ValueError:
-        pass
     return error

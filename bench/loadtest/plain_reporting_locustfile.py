@@ -1,14 +1,13 @@
-"""Peers for ``bench/loadtest_overhead.py --ablation``: plain Locust doing what the journey
-layer asks of Locust beyond plain requests, one thing at a time, so the price Locust itself
-charges for it is measured in the same run as the plain peer:
+"""Peers for ``bench/loadtest_overhead.py --ablation``: plain requests on thinner HTTP paths,
+so what each layer costs is measured in the same run as the plain FastHttpUser peer:
 
-- ``PlainCatchResponse``: each request judged by hand (``catch_response=True``, then
-  ``response.success()``, no redirects), as crmpulse reports the flow's verdict;
-- ``PlainJourneyRow``: the plain requests plus one ``journey`` row per iteration in Locust's
-  statistics, as crmpulse's ``journey_timer`` fires;
-- ``PlainDirect``: the requests sent with geventhttpclient's ``urlopen`` under Locust's
-  ``FastHttpSession`` and reported with ``events.request`` directly (Locust's documented way
-  for custom clients), pricing Locust's request wrapper itself.
+- ``PlainDirect``: the requests sent with geventhttpclient's ``UserAgent.urlopen`` under
+  Locust's ``FastHttpSession`` and reported with ``events.request`` directly (Locust's
+  documented way for custom clients), pricing Locust's session and response wrappers;
+- ``PlainRaw``: the requests sent with geventhttpclient's pooled ``HTTPClient`` itself,
+  one per user, reported with ``events.request``: the path crmpulse's users take
+  (loadtests/wire.py), so crmpulse's CPU per request less this peer's is what the
+  journey layer itself costs (templates, the Session flow, judging, pacing, HDR).
 
 Which class runs is chosen by ``BENCH_PEER`` (one User class per run keeps the runs alike).
 """
@@ -20,6 +19,7 @@ import os
 import time
 from typing import Any
 
+from geventhttpclient.client import HTTPClient
 from locust import FastHttpUser, constant, task
 
 PEER = os.environ.get("BENCH_PEER", "")
@@ -28,30 +28,6 @@ PEER = os.environ.get("BENCH_PEER", "")
 class _Peer(FastHttpUser):
     abstract = True
     wait_time = constant(0)
-
-
-class PlainCatchResponse(_Peer):
-    abstract = PEER != "catch"
-
-    @task
-    def handle_a_ticket(self) -> None:
-        for method, path, name, body in REQUESTS:
-            with self.client.request(method, path, name=name, json=body, catch_response=True,
-                                     allow_redirects=False) as response:
-                response.success()
-
-
-class PlainJourneyRow(_Peer):
-    abstract = PEER != "row"
-
-    @task
-    def handle_a_ticket(self) -> None:
-        start = time.perf_counter()
-        for method, path, name, body in REQUESTS:
-            self.client.request(method, path, name=name, json=body)
-        self.environment.events.request.fire(
-            request_type="journey", name="support_agent", response_time=(time.perf_counter() - start) * 1000,
-            response_length=0, exception=None, context={})
 
 
 class PlainDirect(_Peer):
@@ -71,6 +47,32 @@ class PlainDirect(_Peer):
         self.environment.events.request.fire(
             request_type=method, name=name, response_time=(time.perf_counter() - start) * 1000,
             response_length=len(content or b""), exception=error, context={})
+
+    @task
+    def handle_a_ticket(self) -> None:
+        for request in REQUESTS:
+            self.send(*request)
+
+
+class PlainRaw(_Peer):
+    abstract = PEER != "raw"
+
+    def on_start(self) -> None:
+        self.http = HTTPClient.from_url(self.host, concurrency=1)
+
+    def send(self, method: str, path: str, name: str, body: Any) -> None:
+        headers = {"Accept-Encoding": "gzip, deflate, br"}
+        payload = None
+        if body is not None:
+            payload, headers["Content-Type"] = json.dumps(body), "application/json"
+        start = time.perf_counter()
+        try:
+            content, error = self.http.request(method, path, body=payload, headers=headers).read(), None
+        except Exception as exc:
+            content, error = b"", exc
+        self.environment.events.request.fire(
+            request_type=method, name=name, response_time=(time.perf_counter() - start) * 1000,
+            response_length=len(content), exception=error, context={})
 
     @task
     def handle_a_ticket(self) -> None:

@@ -1,7 +1,8 @@
-"""A CRM that misbehaves at the HTTP level gets the same bounded outcome from both clients.
+"""A CRM that misbehaves at the HTTP level gets the same bounded outcome from every client.
 
 Each behaviour of tests/badservers.py:HostileCRM is called through the synchronous
-client (CLI, cleanup, sweeps) and the asynchronous one (probes), and each must end
+client (CLI, cleanup, sweeps), the asynchronous one (probes) and the load test's
+(the Session flow a Locust user drives, sent by loadtests/wire.py), and each must end
 with the same reason and message: a body cap that holds after decompression, an
 overall deadline however slowly the server drips, no redirect followed, strict JSON.
 """
@@ -16,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from crmpulse import AsyncClient, Client, load_config
-from crmpulse.client import PROBE_CONTEXT, ProbeContext
+from crmpulse import AsyncClient, Client, TransportError, load_config
+from crmpulse.client import PROBE_CONTEXT, ProbeContext, Reply, Session, failed_result
+from crmpulse.loadtests.wire import Wire
 from crmpulse.profile import OperationResult
 from tests.badservers import HostileCRM
 from tests.helpers import write_config
@@ -72,7 +74,30 @@ def async_call(path: Path) -> OperationResult:
     return asyncio.run(run())
 
 
-@pytest.mark.parametrize("driver", [sync_call, async_call], ids=["sync", "async"])
+def loadtest_call(path: Path) -> OperationResult:
+    """What a load-test user does with one operation (CRMUser.call), minus Locust's reporting."""
+    config = load_config(path)
+    wire = Wire(config.target, max_body=LIMIT)
+    flow = Session(config.target, config.profile, force_authenticate=False).call("list_accounts", {}, 1)
+    try:
+        item = next(flow)
+        while True:
+            try:
+                status, headers, body = wire.send(item)
+            except TransportError as exc:
+                item = flow.throw(exc)
+                continue
+            item = flow.send(Reply(status, headers, body))
+    except StopIteration as stop:
+        result: OperationResult = stop.value
+        return result
+    except TransportError as exc:  # as CRMUser.call reports what the flow raises
+        return failed_result("list_accounts", exc)
+    finally:
+        wire.close()
+
+
+@pytest.mark.parametrize("driver", [sync_call, async_call, loadtest_call], ids=["sync", "async", "loadtest"])
 @pytest.mark.parametrize("behaviour", sorted(EXPECTED))
 def test_each_hostile_behaviour_fails_with_the_same_reason_through_both_clients(
         tmp_path: Path, hostile: HostileCRM, behaviour: str, driver) -> None:

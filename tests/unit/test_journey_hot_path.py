@@ -15,8 +15,8 @@ from urllib.parse import urlencode
 import pytest
 
 from crmpulse import OperationError
-from crmpulse.loadtests.driver import _query
 from crmpulse.loadtests.latency import HIGHEST_US, LOWEST_US, Entry, LatencyBook, new_histogram
+from crmpulse.loadtests.wire import query_string as _query
 from crmpulse.profile import Operation, Profile, loads_json
 from crmpulse.templates import MISSING, compile_path, compile_template, render, render_path
 

@@ -1,0 +1,228 @@
+"""What a CRM (or a value it sent) can do to the load test's HTTP path, loadtests/wire.py.
+
+The behaviours every client shares (bombs, drips, truncation, redirects) are in
+test_hostile_crm.py; these are the load test's own: header values that would split a
+request, cookies scoped by the standard library's rules, paths that need quoting, a head
+that never ends, a connection cut off by the deadline, and the target's TLS settings,
+which a plain FastHttpUser ignores (it verifies no certificate).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crmpulse import TransportError
+from crmpulse.config import TLS, Target
+from crmpulse.loadtests.wire import MAX_HEAD, Wire
+from crmpulse.profile import RenderedRequest
+from tests.badservers import BadServers, Recorder, _QuietServer, make_certificate
+
+
+def target(url: str, timeout: str = "5s", tls: TLS | None = None) -> Target:
+    return Target.model_validate({"name": "t", "base_url": url, "timeout": timeout,
+                                  **({"tls": tls.model_dump()} if tls else {})})
+
+
+def get(url: str, headers: dict[str, str] | None = None, **fields: Any) -> RenderedRequest:
+    return RenderedRequest(operation="op", method=fields.pop("method", "GET"), url=url,
+                           headers=headers or {}, **fields)
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    server = Recorder()
+    yield server
+    server.close()
+
+
+def test_a_header_value_that_would_split_the_request_is_refused_unsent_and_unechoed(
+        recorder: Recorder) -> None:
+    wire = Wire(target(recorder.url))
+    secret = "tok-4f9a"
+    for value in (f"Bearer {secret}\r\nX-Injected: 1", f"Bearer {secret}\nHost: evil.example"):
+        with pytest.raises(TransportError) as caught:
+            wire.send(get(f"{recorder.url}/api/v1/me", {"Authorization": value}))
+        assert caught.value.reason == "protocol"
+        assert str(caught.value) == ("request refused before sending: a header or the URL is not "
+                                     f"valid HTTP ({recorder.url})")
+        assert secret not in str(caught.value)
+    assert recorder.connections == 0 and recorder.seen == []
+
+
+def test_a_path_that_needs_quoting_is_sent_quoted_and_a_plain_one_as_it_is(recorder: Recorder) -> None:
+    wire = Wire(target(recorder.url))
+    for path in ("/api/v1/contacts/a b\u00e9", "/api/v1/contacts/c-1_x.y~z", "/api/v1/search?q=o'neil"):
+        status, _, _ = wire.send(get(f"{recorder.url}{path}"))
+        assert status == 200
+    assert [seen[1] for seen in recorder.seen] == [
+        "/api/v1/contacts/a%20b%C3%A9", "/api/v1/contacts/c-1_x.y~z", "/api/v1/search?q=o'neil"]
+    status, _, _ = wire.send(get(f"{recorder.url}/api/v1/search", params={"q": "Smith & Sons", "n": "1"}))
+    assert recorder.seen[-1][1] == "/api/v1/search?q=Smith+%26+Sons&n=1"
+
+
+class _Scripted:
+    """A server answering each request with the next of ``answers`` (raw header lines)."""
+
+    def __init__(self, answers: list[list[tuple[str, str]]], status: int = 200) -> None:
+        self.requests: list[dict[str, str]] = []
+        scripted = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                scripted.requests.append({k.lower(): v for k, v in self.headers.items()})
+                lines = answers[min(len(scripted.requests), len(answers)) - 1]
+                self.send_response(status)
+                for name, value in lines:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_cookies_go_back_by_the_cookie_rules_and_repeated_fields_read_as_one() -> None:
+    server = _Scripted([
+        [("Set-Cookie", "affinity=node-2; Path=/"), ("Set-Cookie", "scoped=1; Path=/api/v2"),
+         ("Set-Cookie", "elsewhere=1; Domain=evil.example; Path=/"),
+         ("Set-Cookie", "secure_only=1; Secure; Path=/"), ("Set-Cookie", "gone=1; Max-Age=0; Path=/"),
+         ("Retry-After", "1"), ("Retry-After", "2")],
+        [],
+    ])
+    try:
+        wire = Wire(target(server.url))
+        _, headers, _ = wire.send(get(f"{server.url}/api/v1/contacts"))
+        assert headers.get("retry-after") == "1, 2" and headers["Retry-After"] == "1, 2"
+        assert "cookie" not in server.requests[0]
+        wire.send(get(f"{server.url}/api/v1/contacts"))
+        # the CRM's own cookie for this path comes back; one for another path, another
+        # domain, HTTPS only or already expired does not
+        assert server.requests[1]["cookie"] == "affinity=node-2"
+    finally:
+        server.close()
+
+
+def _serve_raw(behave: Callable[[socket.socket, threading.Event], None]) -> tuple[str, Callable[[], None]]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=behave, args=(conn, stop), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+
+    def close() -> None:
+        stop.set()
+        listener.close()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", close
+
+
+def test_a_head_that_never_ends_is_refused_at_the_cap_not_at_the_deadline() -> None:
+    sent = [0]
+
+    def flood(conn: socket.socket, stop: threading.Event) -> None:
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Flood: ")
+            piece = b"a" * 16384
+            try:
+                while not stop.is_set():
+                    conn.sendall(piece)
+                    sent[0] += len(piece)
+            except OSError:
+                return
+    url, close = _serve_raw(flood)
+    try:
+        with pytest.raises(TransportError) as caught:
+            Wire(target(url, timeout="60s")).send(get(f"{url}/api/v1/me"))
+        assert (caught.value.reason, str(caught.value)) == ("connect", f"connection broken ({url})")
+        # the refusal is the cap's: the client stopped reading a few blocks past MAX_HEAD
+        # (what the kernel's socket buffers hold besides)
+        assert sent[0] < MAX_HEAD + 8 * 1024 * 1024
+    finally:
+        close()
+
+
+def test_a_request_the_deadline_cut_off_leaves_the_origin_usable() -> None:
+    answered = []
+
+    def first_hangs(conn: socket.socket, stop: threading.Event) -> None:
+        with conn:
+            while data := conn.recv(65536):
+                if not answered:
+                    answered.append("held")
+                    stop.wait(30)  # hold the first request past the client's deadline
+                    return
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                answered.append(data.split(b" ")[1].decode())
+    url, close = _serve_raw(first_hangs)
+    try:
+        wire = Wire(target(url, timeout="1s"))
+        with pytest.raises(TransportError) as caught:
+            wire.send(get(f"{url}/slow"))
+        assert (caught.value.reason, str(caught.value)) == ("timeout", f"timed out ({url})")
+        for _ in range(3):  # the same origin, the same user: nothing is stuck
+            status, _, body = wire.send(get(f"{url}/next"))
+            assert (status, body) == (200, b"{}")
+        assert answered == ["held", "/next", "/next", "/next"]
+    finally:
+        close()
+
+
+@pytest.fixture(scope="module")
+def bad() -> Iterator[BadServers]:
+    servers = BadServers()
+    yield servers
+    servers.close()
+
+
+def test_the_targets_tls_settings_apply_where_a_plain_fasthttpuser_verifies_nothing(
+        bad: BadServers, tmp_path: Path) -> None:
+    url = bad.urls["self_signed"]
+    with pytest.raises(TransportError) as caught:
+        Wire(target(url)).send(get(f"{url}/api/v1/me"))
+    assert (caught.value.reason, str(caught.value)) == ("tls", f"TLS handshake failed ({url})")
+    expired = bad.urls["expired"]
+    with pytest.raises(TransportError) as caught:
+        Wire(target(expired, tls=TLS(ca_file=bad.certs["expired"]))).send(get(f"{expired}/x"))
+    assert caught.value.reason == "tls"
+    trusted = Wire(target(url, tls=TLS(ca_file=bad.certs["self_signed"])))
+    assert trusted.send(get(f"{url}/api/v1/me"))[0] == 200
+    assert Wire(target(url, tls=TLS(verify=False))).send(get(f"{url}/api/v1/me"))[0] == 200
+    # a CA file that did not sign the server's certificate does not make it trusted
+    other, _ = make_certificate(tmp_path, "other", days_valid=5)
+    with pytest.raises(TransportError) as caught:
+        Wire(target(url, tls=TLS(ca_file=other))).send(get(f"{url}/api/v1/me"))
+    assert caught.value.reason == "tls"
+
+
+def test_a_refused_connection_names_the_origin_and_never_the_path(bad: BadServers) -> None:
+    url = bad.urls["down"]
+    with pytest.raises(TransportError) as caught:
+        Wire(target(url)).send(get(f"{url}/api/v1/contacts/rec-77"))
+    assert (caught.value.reason, str(caught.value)) == ("connect", f"connection failed ({url})")
