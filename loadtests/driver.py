@@ -2,9 +2,12 @@
 
 The request logic (credentials, token refresh, retry on 401, pagination, cleanup
 bookkeeping) is the core's ``Session`` flow, the same one the probes run; this module
-only sends what the flow yields with Locust's FastHttpUser client, so every request is
-in Locust's statistics under its **operation name**, and marks each one a success or a
-failure with the flow's specific message (``create_contact: expected status 201, got 500``).
+only sends what the flow yields, through geventhttpclient's pooled client (:mod:`.wire`:
+the target's TLS settings and deadline, bounded bodies, cookies; not Locust's
+``self.client``, whose wrappers cost as much CPU as the journey layer itself), and
+reports every request to Locust's statistics (``events.request``) under its **operation
+name**, a success or a failure with the flow's specific message (``create_contact:
+expected status 201, got 500``).
 
 Before each request a user takes a token from the process's pacer (the target's
 ``safety.max_rps`` cap, and the open-model rate when a shape sets one). A ``429``
