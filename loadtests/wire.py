@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import re
 import socket
@@ -47,7 +48,7 @@ from geventhttpclient.useragent import CompatRequest, CompatResponse
 from crmpulse import TransportError
 from crmpulse._decoding import ACCEPT_ENCODING, BadEncoding, BodyTooLarge, BoundedDecoder
 from crmpulse.client import body_error
-from crmpulse.config import TLS, Target
+from crmpulse.config import Target
 from crmpulse.origins import format_origin, origin_of
 from crmpulse.profile import RenderedRequest
 
@@ -88,7 +89,6 @@ class Wire:
         self.timeout = float(target.timeout)
         self.tls = target.tls
         self.max_body = max_body
-        self._context: ssl.SSLContext | None = None
         #: "scheme://host:port/" as the URLs spell it -> its client
         self._clients: dict[str, HTTPClient] = {}
         self.cookies = CookieJar()
@@ -194,10 +194,9 @@ class Wire:
     def _client(self, url: URL) -> HTTPClient:
         options: dict[str, Any] = {}
         if url.scheme == "https":
-            if self._context is None:
-                self._context = tls_context(self.tls)
-            context = self._context
-            options = {"ssl_context_factory": lambda cafile=None: context, "insecure": not self.tls.verify}
+            tls = self.tls
+            context = tls_context(tls.verify, tls.ca_file, tls.client_cert, tls.client_key)
+            options = {"ssl_context_factory": lambda cafile=None: context, "insecure": not tls.verify}
         return HTTPClient.from_url(url, concurrency=1, connection_timeout=self.timeout,
                                    network_timeout=self.timeout, headers_type=Fields, **options)
 
@@ -214,16 +213,23 @@ def query_string(params: dict[str, Any]) -> str:
     return "&".join(parts)
 
 
-def tls_context(tls: TLS) -> ssl.SSLContext:
-    """The target's ``tls`` as an SSL context, as the probes build it (crmpulse.client)."""
-    if tls.verify:
-        context = gevent.ssl.create_default_context(cafile=tls.ca_file)
+@functools.cache
+def tls_context(verify: bool, ca_file: str | None, client_cert: str | None,
+                client_key: str | None) -> ssl.SSLContext:
+    """The target's ``tls`` as an SSL context, as the probes build it (crmpulse.client).
+
+    One per process and setting, shared by every user: a context holds the parsed CA
+    store (about a megabyte, some milliseconds to build), which a thousand users need not
+    each hold; connections keep their own TLS state.
+    """
+    if verify:
+        context = gevent.ssl.create_default_context(cafile=ca_file)
     else:
         context = gevent.ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    if tls.client_cert:
-        context.load_cert_chain(tls.client_cert, tls.client_key)
+    if client_cert:
+        context.load_cert_chain(client_cert, client_key)
     return context
 
 
