@@ -34,7 +34,7 @@ from crmpulse import TransportError
 from crmpulse.client import Flow, Reply, Session, Sleep, failed_result
 from crmpulse.profile import OperationResult, RenderedRequest
 
-from .wire import Wire
+from .wire import Answer, Fields, Wire
 
 if TYPE_CHECKING:
     from .loadrun import LoadRun
@@ -80,6 +80,10 @@ class CRMUser(FastHttpUser):
         think = run.think_time
         self.wait_time = lambda: random.uniform(think * 0.5, think * 1.5)  # type: ignore[method-assign]
 
+    def on_stop(self) -> None:
+        # a user stopped in a ramp-down hangs up now, not when it is garbage-collected
+        self.wire.close()
+
     @property
     def marker(self) -> str:
         return str(self.loadrun.marker)
@@ -122,21 +126,22 @@ class CRMUser(FastHttpUser):
         started_at = time.time()
         start = time.perf_counter()
         try:
-            status, found, content = self.wire.send(request)
+            answer = self.wire.send(request)
         except TransportError as error:
             elapsed = time.perf_counter() - start
             fire(request_type=request.method, name=name, response_time=elapsed * 1000, response_length=0,
-                 exception=CatchResponseError(f"{name}: {error}"), context=self.context(), response=None,
-                 url=request.url, start_time=started_at)
+                 exception=CatchResponseError(f"{name}: {error}"), context=self.context(),
+                 response=Answer(0, _NO_FIELDS, b"", request.url), url=request.url, start_time=started_at)
             run.book.record("operation", name, elapsed, False)
             return flow.throw(error)
         elapsed = time.perf_counter() - start
+        status, content = answer.status_code, answer.content
         # The flow judges the reply and moves on. Only a StopIteration's value is kept: the
         # exception itself, held in a local, would make a cycle with this frame (through
         # its traceback) that only the garbage collector frees, on every request.
         item: Any
         try:
-            item = flow.send(Reply(status, found, content, elapsed))
+            item = flow.send(Reply(status, answer.headers, content, elapsed))
         except StopIteration as stop:
             item = _Finished(stop.value)
         ok, message = self.session.verdict
@@ -148,11 +153,11 @@ class CRMUser(FastHttpUser):
         elif not ok:
             failure = CatchResponseError(message)
         fire(request_type=request.method, name=name, response_time=elapsed * 1000,
-             response_length=len(content), exception=failure, context=self.context(), response=None,
-             url=request.url, start_time=started_at)
+             response_length=len(content), exception=failure, context=self.context(), response=answer,
+             url=answer.url, start_time=started_at)
         run.book.record("operation", name, elapsed, ok)
         if status == 429:
-            self._retry_after(found.get("Retry-After"))
+            self._retry_after(answer.headers.get("Retry-After"))
         return item
 
     def _retry_after(self, header: str | None) -> None:
@@ -164,6 +169,9 @@ class CRMUser(FastHttpUser):
         except ValueError:
             return
         gevent.sleep(min(max(0.0, seconds), loadtest.max_retry_after))
+
+
+_NO_FIELDS = Fields()
 
 
 class _Finished:

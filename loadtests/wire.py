@@ -34,7 +34,8 @@ import json
 import re
 import socket
 import ssl
-from http.cookiejar import CookieJar
+import time
+from http.cookiejar import Cookie, CookieJar, DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urlencode
 
@@ -52,24 +53,29 @@ from crmpulse.config import Target
 from crmpulse.origins import format_origin, origin_of
 from crmpulse.profile import RenderedRequest
 
-__all__ = ["MAX_BODY", "Wire", "query_string"]
+__all__ = ["MAX_BODY", "MAX_COOKIES", "MAX_HEAD", "Answer", "Wire", "query_string"]
 
 #: the largest body a load test reads, raw or decoded (the probes' cap)
 MAX_BODY = 16 * 1024 * 1024
 #: the largest response head (status line and header fields) a load test reads
 MAX_HEAD = 64 * 1024
+#: cookies one user keeps (RFC 6265 section 6.1 asks clients for at least 50 a domain; a
+#: load-test user talks to one or two) and the largest one it takes (its minimum: 4096)
+MAX_COOKIES, MAX_COOKIE = 50, 4096
 _BLOCK = 64 * 1024
 # A request target that needs no quoting: what URL(...).quoted_uri would leave as it is.
 _PLAIN_URI = re.compile(r"/[A-Za-z0-9\-._~/?&=%:@!$'()*+,;]*")
-_JSON_HEADERS = (("Content-Type", "content-type", "application/json"),
-                 ("Accept", "accept", "application/json"))
+# URL(...) drops these silently (WHATWG URL parsing), which would send the request to
+# another resource; the probes' httpx refuses them, and so does the load test.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_FRAMING = frozenset({"transfer-encoding", "content-length"})
 
 
 class Fields(Headers):
     """A response's header fields, case-insensitive, a repeated field read as one value joined
-    with ", " (RFC 9110 section 5.3), as httpx reads it for the probes: geventhttpclient's own
-    ``Headers`` gives a list then, which no caller expects of ``headers.get``. Cookies are
-    read apart, line by line (``get_all``)."""
+    with ", " (RFC 9110 section 5.3), by ``get``, ``[]`` and ``items()`` alike, as httpx reads
+    them for the probes: geventhttpclient's own ``Headers`` gives a list, or each line apart.
+    Cookies are read line by line (``get_all``)."""
 
     def __getitem__(self, field: str) -> str:  # type: ignore[override]
         value = super().__getitem__(field)
@@ -81,9 +87,56 @@ class Fields(Headers):
         except KeyError:
             return default
 
+    def items(self) -> Any:
+        return self.itermerged()
+
+
+class Answer:
+    """What a request got: (status, headers, body) unpacks from it; it is also the
+    ``response`` Locust's request event carries, with what Locust's own listeners read
+    (``status_code``; ``_request.payload`` for ``run_single_user(include_payload=True)``)."""
+
+    __slots__ = ("content", "headers", "payload", "status_code", "url")
+
+    def __init__(self, status_code: int, headers: Any, content: bytes, url: str,
+                 payload: bytes | None = None) -> None:
+        self.status_code, self.headers, self.content = status_code, headers, content
+        self.url, self.payload = url, payload
+
+    def __iter__(self) -> Any:
+        return iter((self.status_code, self.headers, self.content))
+
+    @property
+    def _request(self) -> Answer:
+        return self  # its .payload: the body sent
+
+    @property
+    def ok(self) -> bool:
+        return 0 < self.status_code < 400
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
+class _Policy(DefaultCookiePolicy):
+    """The standard library's cookie rules, within MAX_COOKIES cookies of MAX_COOKIE bytes:
+    a CRM setting new names on every response must not grow a user's jar, its Cookie
+    header and the CPU both cost (inside the measured response time) without end."""
+
+    jar: CookieJar
+
+    def set_ok(self, cookie: Cookie, request: Any) -> bool:
+        if len(cookie.name) + len(cookie.value or "") > MAX_COOKIE or not super().set_ok(cookie, request):
+            return False
+        known = self.jar._cookies  # type: ignore[attr-defined]
+        if cookie.name in known.get(cookie.domain, {}).get(cookie.path, {}):
+            return True  # an update
+        return len(self.jar) < MAX_COOKIES
+
 
 class Wire:
-    """One user's connections to the target's origins; :meth:`send` returns (status, headers, body)."""
+    """One user's connections to the target's origins; :meth:`send` returns an :class:`Answer`."""
 
     def __init__(self, target: Target, max_body: int = MAX_BODY) -> None:
         self.timeout = float(target.timeout)
@@ -91,40 +144,50 @@ class Wire:
         self.max_body = max_body
         #: "scheme://host:port/" as the URLs spell it -> its client
         self._clients: dict[str, HTTPClient] = {}
-        self.cookies = CookieJar()
+        policy = _Policy()
+        self.cookies = policy.jar = CookieJar(policy)
         self._cookies_set = False
         # target.timeout bounds the whole request, as in the probes' clients: a socket
         # timeout bounds each read only, and a server dripping a byte a second never trips
-        # it. One Timeout per user, restarted per request (a fresh one costs 3x as much).
+        # it. One Timeout per user, restarted per request (a fresh one costs 3x as much);
+        # the response checks the same deadline as it reads, for a socket that always has
+        # data never lets the Timeout's timer run.
         self._deadline = gevent.Timeout(self.timeout)
 
-    def send(self, request: RenderedRequest) -> tuple[int, Any, bytes]:
-        """Send one request a Session flow yielded: (status, headers, body), or TransportError
-        (with a bounded message that names no path and no header value)."""
+    def send(self, request: RenderedRequest) -> Answer:
+        """Send one request a Session flow yielded; TransportError (with a bounded message that
+        names no path and no header value) when it fails."""
         url, method = request.url, request.method
         body: bytes | None = None
         if request.params:
             url += ("&" if "?" in url else "?") + query_string(request.params)
         deadline = self._deadline
+        if deadline.pending:  # a custom journey sending from two greenlets of one user
+            deadline = gevent.Timeout(self.timeout)
         deadline.start()
+        deadline_at = time.monotonic() + self.timeout
         client = None
         try:
             client, uri = self._route(url)
             fields = {"Accept-Encoding": ACCEPT_ENCODING, **request.headers}
             if request.json is not None:
                 body = json.dumps(request.json, separators=(",", ":"), ensure_ascii=False).encode()
-                for name, lower, value in _JSON_HEADERS:
-                    if name not in fields and lower not in fields:
-                        fields[name] = value
+                names = _framed(fields)
+                if "content-type" not in names:
+                    fields["Content-Type"] = "application/json"
+                if "accept" not in names:
+                    fields["Accept"] = "application/json"
             elif request.form is not None:
                 body = urlencode(request.form).encode()
+                _framed(fields)
                 fields["Content-Type"] = "application/x-www-form-urlencoded"
             elif request.content is not None:
                 content = request.content
                 body = content.encode() if isinstance(content, str) else content
-            if self._cookies_set and (cookie := self._cookie(url, method)):
+                _framed(fields)
+            if self._cookies_set and (cookie := self._cookie(url, method, fields)):
                 fields["Cookie"] = cookie
-            response = _exchange(client, method, uri, body, fields)
+            response = _exchange(client, method, uri, body, fields, deadline_at)
             raw = _read(response, self.max_body)
             found: Fields = response._headers_index  # type: ignore[assignment]  # our headers_type
             if "set-cookie" in found:
@@ -135,14 +198,14 @@ class Wire:
             if encoding and encoding != "identity":
                 decoder = BoundedDecoder(encoding, self.max_body)
                 raw = decoder.feed(raw) + decoder.flush()
-            return response.status_code, found, raw
+            return Answer(response.status_code, found, raw, url, body)
         except TransportError:
             raise
         except gevent.Timeout as fired:
             if fired is not deadline:
                 raise
-            # a Timeout that has fired fires again at once when restarted (gevent 24-26)
-            self._deadline = gevent.Timeout(self.timeout)
+            if fired is self._deadline:  # one that has fired fires again at once if restarted
+                self._deadline = gevent.Timeout(self.timeout)
             # The request was cut off wherever it was, perhaps holding its connection
             # outside the pool: the origin's client is dropped, the next request opens anew.
             if client is not None:
@@ -161,8 +224,12 @@ class Wire:
                 del self._clients[prefix]
         client.close()
 
-    def _cookie(self, url: str, method: str) -> str | None:
-        """The Cookie header the jar gives this URL (its domain, path, secure and expiry rules)."""
+    def _cookie(self, url: str, method: str, fields: dict[str, str]) -> str | None:
+        """The Cookie header the jar gives this URL (its domain, path, secure and expiry rules);
+        none when the request has its own (a session cookie in target.headers), which the
+        standard library, Locust and httpx all leave as it is."""
+        if any(name.lower() == "cookie" for name in fields):
+            return None
         request = CompatRequest(url, method=method, headers=Headers())
         self.cookies.add_cookie_header(request)
         cookie = request.headers.get("Cookie")
@@ -181,9 +248,11 @@ class Wire:
                 if _PLAIN_URI.fullmatch(uri):
                     return client, uri
                 break
+        if _CONTROL.search(url):
+            raise _InvalidURL
         parsed = URL(url)
         if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise TransportError("invalid URL", "connect")
+            raise _InvalidURL
         scheme, host, port = origin_of(url)
         prefix = f"{format_origin((scheme, host, port))}/"
         known = self._clients.get(prefix)
@@ -199,6 +268,17 @@ class Wire:
             options = {"ssl_context_factory": lambda cafile=None: context, "insecure": not tls.verify}
         return HTTPClient.from_url(url, concurrency=1, connection_timeout=self.timeout,
                                    network_timeout=self.timeout, headers_type=Fields, **options)
+
+
+def _framed(fields: dict[str, str]) -> set[str]:
+    """The lower-cased names of a request's fields, less the framing ones a profile or target
+    may have set (Transfer-Encoding, Content-Length): the body is sent whole, with the
+    Content-Length geventhttpclient computes, or the message would be framed twice."""
+    names = {name.lower() for name in fields}
+    if names & _FRAMING:
+        for name in [n for n in fields if n.lower() in _FRAMING]:
+            del fields[name]
+    return names
 
 
 def query_string(params: dict[str, Any]) -> str:
@@ -233,42 +313,77 @@ def tls_context(verify: bool, ca_file: str | None, client_cert: str | None,
     return context
 
 
-class _Response(HTTPSocketPoolResponse):
-    """geventhttpclient's response, refused once its head passes MAX_HEAD bytes.
+class _InvalidURL(Exception):
+    """A URL that is not http(s), or holds control characters."""
 
-    Its parser sets no limit of its own: a CRM sending one endless header line would fill
-    memory until the deadline. The probes' clients (h11) refuse such a head too.
+
+class _HandshakeFailed(Exception):
+    """Connecting failed in TLS: the certificate, the protocol, the handshake itself."""
+
+
+class _Response(HTTPSocketPoolResponse):
+    """geventhttpclient's response, bounded in size and time as it is read.
+
+    Its parser sets no limit of its own, and a socket that always has data never lets a
+    gevent timer run: a CRM sending an endless header line, chunk extension or trailer
+    would hold the whole worker (every user, Locust's own heartbeats and run-time limit)
+    until memory ran out. So each block fed to the parser is counted: the head up to
+    MAX_HEAD bytes; after it, whatever is not body (chunk sizes, extensions, trailers) up
+    to MAX_HEAD plus the body's own size; and the deadline is checked. The probes'
+    clients (h11) refuse such responses too.
     """
 
     _head = 0
+    _framing = 0
+    _body = 0
+
+    def __init__(self, sock: Any, pool: Any, deadline_at: float, **kw: Any) -> None:
+        self._deadline_at = deadline_at
+        super().__init__(sock, pool, **kw)
 
     def feed(self, data: bytes) -> None:  # type: ignore[override]
-        super().feed(data)
-        if not self.headers_complete:
-            self._head += len(data)
-            if self._head > MAX_HEAD:
-                raise HTTPParseError(f"response head larger than {MAX_HEAD} bytes")
+        if self.headers_complete:
+            before = len(self._body_buffer)
+            super().feed(data)
+            body = len(self._body_buffer) - before
+            self._body += body
+            self._framing += len(data) - body
+            if self._framing > MAX_HEAD + self._body:
+                raise HTTPParseError("response framing larger than its body")
+        else:
+            super().feed(data)
+            if not self.headers_complete:
+                self._head += len(data)
+                if self._head > MAX_HEAD:
+                    raise HTTPParseError(f"response head larger than {MAX_HEAD} bytes")
+        if time.monotonic() > self._deadline_at:
+            raise TimeoutError
 
 
 def _exchange(client: HTTPClient, method: str, uri: str, body: bytes | None,
-              fields: dict[str, str]) -> _Response:
+              fields: dict[str, str], deadline_at: float) -> _Response:
     """``HTTPClient.request`` for what crmpulse sends (a whole body, never chunked, no
     ``Expect``), reading the answer as a :class:`_Response`.
 
-    As geventhttpclient does, a request that meets a connection the server has closed
-    before answering is sent again on a fresh one, up to the pool's size + 1 times, when its
-    method is idempotent (RFC 9110 section 9.2.2: a POST may have been processed).
+    A request that meets a kept-alive connection the server has closed before answering
+    is sent again on a fresh one (once per pooled connection, and one more) when its
+    method is idempotent (RFC 9110 section 9.2.2: a POST may have been processed); one
+    that loses a fresh connection is not: the server is failing, not racing.
     """
     head = client._build_request(method, uri, body=body or b"", headers=fields, chunked=False)
     data = head.encode("latin-1") + body if body else head.encode("latin-1")
     pool = client._connection_pool
     attempts = pool.size + 1
     while True:
-        sock = pool.get_socket()
+        reused = not pool._socket_queue.empty()
+        try:
+            sock = pool.get_socket()
+        except ssl.SSLError as exc:
+            raise _HandshakeFailed from exc
         try:
             sock.sendall(data)
         except OSError as exc:
-            if exc.errno not in (errno.ECONNRESET, errno.EPIPE):
+            if exc.errno not in (errno.ECONNRESET, errno.EPIPE) and not isinstance(exc, ssl.SSLEOFError):
                 pool.release_socket(sock)
                 raise
             # the server may have answered (a 413, a 401) and closed before reading it all
@@ -276,10 +391,11 @@ def _exchange(client: HTTPClient, method: str, uri: str, body: bytes | None,
             pool.release_socket(sock)
             raise
         try:
-            return _Response(sock, pool, block_size=client.block_size, method=method, headers_type=Fields)
+            return _Response(sock, pool, deadline_at, block_size=client.block_size, method=method,
+                             headers_type=Fields)
         except (HTTPConnectionClosed, ConnectionResetError, BrokenPipeError):
             # the response released the socket
-            if attempts > 0 and method in IDEMPOTENT_METHODS:
+            if reused and attempts > 0 and method in IDEMPOTENT_METHODS:
                 attempts -= 1
                 continue
             raise
@@ -298,6 +414,7 @@ def _read(response: Any, limit: int) -> bytes:
             response.release()  # closes it: a body cut off leaves the connection unusable
             raise BodyTooLarge
         parts.append(chunk)
+        gevent.sleep(0)  # a large body arriving at full speed: let the other users run
     return b"".join(parts)
 
 
@@ -311,11 +428,14 @@ def describe(exc: BaseException, url: str, max_body: int = MAX_BODY) -> Transpor
         return body_error(exc, max_body)
     if isinstance(exc, TimeoutError | socket.timeout):
         error = TransportError("timed out", "timeout")
-    elif isinstance(exc, ssl.SSLError | ssl.CertificateError):
+    elif isinstance(exc, _HandshakeFailed):
         error = TransportError("TLS handshake failed", "tls")
+    elif isinstance(exc, _InvalidURL):
+        error = TransportError("invalid URL", "connect")
     elif isinstance(exc, socket.gaierror):
         error = TransportError("name resolution failed", "dns")
-    elif isinstance(exc, HTTPConnectionClosed | HTTPParseError | ConnectionResetError | BrokenPipeError):
+    elif isinstance(exc, HTTPParseError | ConnectionResetError | BrokenPipeError | ssl.SSLError):
+        # (an SSLError after the handshake: the connection ended mid-way, as h11 sees it)
         error = TransportError("connection broken", "connect")
     elif isinstance(exc, OSError):
         error = TransportError("connection failed", "connect")

@@ -265,6 +265,8 @@ class HostileCRM:
     - ``invalid_json``: 200 application/json that is not JSON
     - ``nan_json``: 200 application/json with NaN in it (not JSON, though Python reads it)
     - ``endless``: a chunked body that never ends
+    - ``endless_trailer``: a chunked body whose trailer field never ends, at full speed
+    - ``endless_extension``: a chunk-size line whose extension never ends, at full speed
     - ``unknown_encoding``: Content-Encoding: zstd
     """
 
@@ -289,6 +291,8 @@ class HostileCRM:
             "invalid_json": self._send(_reply("200 OK", json_headers, b'{"data": [1, 2')),
             "nan_json": self._send(_reply("200 OK", json_headers, b'{"data": [NaN], "next": null}')),
             "endless": self._endless,
+            "endless_trailer": self._endless_after(b'2\r\n{}\r\n0\r\nX-Trailer: '),
+            "endless_extension": self._endless_after(b"2;ext="),
             "unknown_encoding": self._send(_reply("200 OK", {**json_headers, "Content-Encoding": "zstd"},
                                                   b"\x28\xb5\x2f\xfd" * 3)),
         }.items():
@@ -350,6 +354,15 @@ class HostileCRM:
         chunk = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
         while not self._stop.is_set():
             conn.sendall(chunk)
+
+    def _endless_after(self, start: bytes) -> Callable[[socket.socket], None]:
+        def behave(conn: socket.socket) -> None:
+            conn.sendall(_head("200 OK", {"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+                         + start)
+            piece = b"a" * 65536
+            while not self._stop.is_set():
+                conn.sendall(piece)
+        return behave
 
     def close(self) -> None:
         self._stop.set()

@@ -32,6 +32,8 @@ EXPECTED = {
     "gzip_bomb": ("assertion", TOO_LARGE),
     "deflate_bomb": ("assertion", TOO_LARGE),
     "endless": ("assertion", TOO_LARGE),
+    "endless_trailer": ("connect", "list_accounts: connection broken ({url})"),
+    "endless_extension": ("connect", "list_accounts: connection broken ({url})"),
     "slow_drip": ("timeout", "list_accounts: timed out ({url})"),
     "slow_headers": ("timeout", "list_accounts: timed out ({url})"),
     "redirect_loop": ("status", "list_accounts: expected status 200, got 302"),

@@ -9,18 +9,21 @@ which a plain FastHttpUser ignores (it verifies no certificate).
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+import gevent
 import pytest
 
 from crmpulse import TransportError
 from crmpulse.config import TLS, Target
-from crmpulse.loadtests.wire import MAX_HEAD, Wire
+from crmpulse.loadtests.wire import MAX_COOKIES, MAX_HEAD, Wire
 from crmpulse.profile import RenderedRequest
 from tests.badservers import BadServers, Recorder, _QuietServer, make_certificate
 
@@ -212,8 +215,8 @@ def test_the_targets_tls_settings_apply_where_a_plain_fasthttpuser_verifies_noth
         Wire(target(expired, tls=TLS(ca_file=bad.certs["expired"]))).send(get(f"{expired}/x"))
     assert caught.value.reason == "tls"
     trusted = Wire(target(url, tls=TLS(ca_file=bad.certs["self_signed"])))
-    assert trusted.send(get(f"{url}/api/v1/me"))[0] == 200
-    assert Wire(target(url, tls=TLS(verify=False))).send(get(f"{url}/api/v1/me"))[0] == 200
+    assert trusted.send(get(f"{url}/api/v1/me")).status_code == 200
+    assert Wire(target(url, tls=TLS(verify=False))).send(get(f"{url}/api/v1/me")).status_code == 200
     # a CA file that did not sign the server's certificate does not make it trusted
     other, _ = make_certificate(tmp_path, "other", days_valid=5)
     with pytest.raises(TransportError) as caught:
@@ -226,3 +229,119 @@ def test_a_refused_connection_names_the_origin_and_never_the_path(bad: BadServer
     with pytest.raises(TransportError) as caught:
         Wire(target(url)).send(get(f"{url}/api/v1/contacts/rec-77"))
     assert (caught.value.reason, str(caught.value)) == ("connect", f"connection failed ({url})")
+
+
+def test_a_cookie_header_of_the_target_stays_and_the_crms_cookies_stay_bounded() -> None:
+    flood = [("Set-Cookie", f"c{i}=v; Path=/") for i in range(120)]
+    server = _Scripted([
+        [("Set-Cookie", "lb=node-2; Path=/")],
+        [*flood, ("Set-Cookie", f"big={'x' * 5000}; Path=/")],
+        [*[("Set-Cookie", f"d{i}=v; Path=/") for i in range(120)], ("Set-Cookie", "lb=node-3; Path=/")],
+        [],
+    ])
+    try:
+        wire = Wire(target(server.url))
+        session = {"Cookie": "sid=S3CRET"}
+        wire.send(get(f"{server.url}/a", session))
+        wire.send(get(f"{server.url}/b", session))
+        # a request that carries its own Cookie (a session cookie in target.headers) keeps it
+        assert server.requests[1]["cookie"] == "sid=S3CRET"
+        wire.send(get(f"{server.url}/c"))
+        wire.send(get(f"{server.url}/d"))
+        # the jar holds at most MAX_COOKIES, takes no cookie past 4096 bytes, and still
+        # updates one it holds (lb: node-2 -> node-3)
+        assert len(wire.cookies) == MAX_COOKIES
+        sent = dict(pair.split("=", 1) for pair in server.requests[3]["cookie"].split("; "))
+        assert len(sent) == MAX_COOKIES and sent["lb"] == "node-3" and "big" not in sent
+    finally:
+        server.close()
+
+
+def test_repeated_fields_read_as_one_through_items_as_the_operations_engine_reads_them() -> None:
+    server = _Scripted([[("Link", '<http://x/2>; rel="next"'), ("Link", '<http://x/9>; rel="last"')]])
+    try:
+        answer = Wire(target(server.url)).send(get(f"{server.url}/a"))
+        lowered = {k.lower(): v for k, v in answer.headers.items()}  # Operation.interpret
+        assert lowered["link"] == '<http://x/2>; rel="next", <http://x/9>; rel="last"'
+    finally:
+        server.close()
+
+
+def test_what_the_request_event_gets_is_read_as_locust_reads_a_response(recorder: Recorder) -> None:
+    answer = Wire(target(recorder.url)).send(get(f"{recorder.url}/a", method="POST", json={"k": 1}))
+    # locust.contrib.csv_request_logger reads status_code; run_single_user, _request.payload
+    assert (answer.status_code, answer._request.payload, answer.ok) == (200, b'{"k":1}', True)
+
+
+def test_profile_headers_keep_their_content_type_and_lose_their_framing(recorder: Recorder) -> None:
+    wire = Wire(target(recorder.url))
+    wire.send(get(f"{recorder.url}/a", {"Content-type": "application/vnd.api+json", "Transfer-Encoding": "chunked",
+                                       "content-length": "999"}, method="POST", json={"k": 1}))
+    _, _, headers, body = recorder.seen[-1]
+    assert body == b'{"k":1}' and headers["Content-Length"] == "7"
+    assert [(k, v) for k, v in headers.items() if k.lower() in ("content-type", "transfer-encoding")] == [
+        ("Content-type", "application/vnd.api+json")]
+
+
+def test_a_url_with_control_characters_is_refused_unsent(recorder: Recorder) -> None:
+    wire = Wire(target(recorder.url))
+    for url in (f"{recorder.url}/api/v1/contacts/12\r\n34", f"{recorder.url}/api/v1/contacts/12\t34"):
+        with pytest.raises(TransportError) as caught:
+            wire.send(get(url, method="DELETE"))
+        assert caught.value.reason == "connect" and str(caught.value).startswith("invalid URL")
+    assert recorder.connections == 0
+
+
+def test_two_greenlets_of_one_user_may_send_at_once(recorder: Recorder) -> None:
+    wire = Wire(target(recorder.url))
+    jobs = [gevent.spawn(wire.send, get(f"{recorder.url}/g{i}")) for i in range(3)]
+    gevent.joinall(jobs, raise_error=True)
+    assert sorted(job.value.status_code for job in jobs) == [200, 200, 200]
+
+
+def test_a_server_that_drops_every_request_gets_each_once_on_a_fresh_connection() -> None:
+    got = []
+
+    def drop(conn: socket.socket, stop: threading.Event) -> None:
+        with conn:
+            got.append(conn.recv(65536).split(b" ")[0])
+    url, close = _serve_raw(drop)
+    try:
+        for method in ("GET", "PUT", "DELETE", "POST"):
+            with pytest.raises(TransportError) as caught:
+                Wire(target(url)).send(get(f"{url}/x", method=method))
+            assert str(caught.value) == f"connection broken ({url})"
+        assert got == [b"GET", b"PUT", b"DELETE", b"POST"]
+    finally:
+        close()
+
+
+def test_a_tls_connection_that_ends_after_the_handshake_is_broken_not_a_tls_failure(
+        tmp_path: Path) -> None:
+    cert, key = make_certificate(tmp_path, "server", days_valid=5)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+
+    def refuse_the_upload(conn: socket.socket, stop: threading.Event) -> None:
+        # an early 413 to an upload, then a close with the body unread (a reset, over TLS)
+        with contextlib.suppress(OSError), context.wrap_socket(conn, server_side=True) as tls:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += tls.recv(65536)
+            tls.sendall(b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}")
+    url, close = _serve_raw(refuse_the_upload)
+    url = url.replace("http://", "https://")
+    try:
+        outcomes = set()
+        for _ in range(3):
+            try:
+                outcome: Any = Wire(target(url, tls=TLS(ca_file=cert))).send(
+                    get(f"{url}/x", method="POST", content=b"x" * 8 * 1024 * 1024)).status_code
+            except TransportError as exc:
+                outcome = (exc.reason, str(exc))
+            outcomes.add(outcome)
+        # the early answer when it could still be read, else what the probes' httpx reports:
+        # the connection broke; never a TLS failure (the handshake had succeeded)
+        assert outcomes <= {413, ("connect", f"connection broken ({url})")}, outcomes
+    finally:
+        close()
