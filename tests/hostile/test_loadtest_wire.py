@@ -181,8 +181,8 @@ def test_a_request_the_deadline_cut_off_leaves_the_origin_usable() -> None:
                     answered.append("held")
                     stop.wait(30)  # hold the first request past the client's deadline
                     return
+                answered.append(data.split(b" ")[1].decode())  # before the answer: the test reads it then
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
-                answered.append(data.split(b" ")[1].decode())
     url, close = _serve_raw(first_hangs)
     try:
         wire = Wire(target(url, timeout="1s"))
