@@ -211,6 +211,16 @@ def _check_listen(value: str) -> str:
     return value
 
 
+def _header_fields(value: dict[str, str]) -> dict[str, str]:
+    for name in value:
+        if name.lower() in ("transfer-encoding", "content-length"):
+            raise ValueError(f"{name} is not a header to set: crmpulse frames each body itself "
+                             "(a second framing would make the request invalid); remove it")
+    return value
+
+
+#: request header fields a config or profile sets (never the framing ones)
+HeaderFields = Annotated[dict[str, str], AfterValidator(_header_fields)]
 Duration = Annotated[float, BeforeValidator(_duration)]
 PositiveDuration = Annotated[float, BeforeValidator(_positive_duration)]
 Listen = Annotated[str, AfterValidator(_check_listen)]

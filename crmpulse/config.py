@@ -39,6 +39,7 @@ from ._files import ca_problem, cert_pair_problem, resolve, traffic_csv_problems
 from ._types import (
     URL,
     Duration,
+    HeaderFields,
     JSONPathStr,
     Listen,
     ListenOrOff,
@@ -178,7 +179,7 @@ class Target(Model):
     auth: Auth = NoAuth(type="none")
     tls: TLS = TLS()
     timeout: PositiveDuration = 10.0
-    headers: dict[str, str] = {}
+    headers: HeaderFields = {}
     variables: dict[str, Any] = Field(
         {}, description="values operations may use, e.g. a known contact's id")
     safety: Safety = Safety()
@@ -291,7 +292,7 @@ class SLO(Model):
 class RawRequest(Model):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
     path: str = Field(description="relative to target.base_url, or an absolute URL")
-    headers: dict[str, str] = {}
+    headers: HeaderFields = {}
     body: str | None = None
     auth: bool = True
 

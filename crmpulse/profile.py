@@ -36,7 +36,16 @@ from pydantic import (
 )
 
 from ._exceptions import ConfigError, OperationError, Problem
-from ._types import Duration, JSONPathStr, Name, Regex, compile_jsonpath, first_match, simple_steps
+from ._types import (
+    Duration,
+    HeaderFields,
+    JSONPathStr,
+    Name,
+    Regex,
+    compile_jsonpath,
+    first_match,
+    simple_steps,
+)
 from ._validate import validate_document
 from ._yamlfile import LineMap, load_yaml
 from .steps import Step
@@ -206,7 +215,7 @@ class Operation(_Model):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
     path: str
     query: dict[str, Any] = {}
-    headers: dict[str, str] = {}
+    headers: HeaderFields = {}
     json_body: Any = Field(None, alias="json")
     form: dict[str, Any] | None = None
     expect: list[Status] = ["2xx"]

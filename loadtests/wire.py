@@ -35,6 +35,7 @@ import re
 import socket
 import ssl
 import time
+import weakref
 from http.cookiejar import Cookie, CookieJar, DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urlencode
@@ -42,7 +43,12 @@ from urllib.parse import urlencode
 import gevent.ssl
 from geventhttpclient.client import IDEMPOTENT_METHODS, HTTPClient
 from geventhttpclient.header import Headers
-from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError, HTTPSocketPoolResponse
+from geventhttpclient.response import (
+    HEADER_STATE_DONE,
+    HTTPConnectionClosed,
+    HTTPParseError,
+    HTTPSocketPoolResponse,
+)
 from geventhttpclient.url import URL
 from geventhttpclient.useragent import CompatRequest, CompatResponse
 
@@ -59,8 +65,8 @@ __all__ = ["MAX_BODY", "MAX_COOKIES", "MAX_HEAD", "Answer", "Wire", "query_strin
 MAX_BODY = 16 * 1024 * 1024
 #: the largest response head (status line and header fields) a load test reads
 MAX_HEAD = 64 * 1024
-#: cookies one user keeps (RFC 6265 section 6.1 asks clients for at least 50 a domain; a
-#: load-test user talks to one or two) and the largest one it takes (its minimum: 4096)
+#: cookies one user keeps a domain (RFC 6265 section 6.1 asks clients for at least 50)
+#: and the largest one it takes (its minimum: 4096)
 MAX_COOKIES, MAX_COOKIE = 50, 4096
 _BLOCK = 64 * 1024
 # A request target that needs no quoting: what URL(...).quoted_uri would leave as it is.
@@ -68,7 +74,10 @@ _PLAIN_URI = re.compile(r"/[A-Za-z0-9\-._~/?&=%:@!$'()*+,;]*")
 # URL(...) drops these silently (WHATWG URL parsing), which would send the request to
 # another resource; the probes' httpx refuses them, and so does the load test.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_FRAMING = frozenset({"transfer-encoding", "content-length"})
+#: connections not yet used for a request (a request that loses one is not sent again)
+_FRESH: weakref.WeakSet[Any] = weakref.WeakSet()
+#: bytes a response may be fed between two yields to the event loop
+_YIELD_EVERY = 1024 * 1024
 
 
 class Fields(Headers):
@@ -120,19 +129,22 @@ class Answer:
 
 
 class _Policy(DefaultCookiePolicy):
-    """The standard library's cookie rules, within MAX_COOKIES cookies of MAX_COOKIE bytes:
-    a CRM setting new names on every response must not grow a user's jar, its Cookie
-    header and the CPU both cost (inside the measured response time) without end."""
+    """The standard library's cookie rules, within MAX_COOKIES cookies a domain of at most
+    MAX_COOKIE bytes: a CRM setting new names on every response must not grow a user's jar,
+    its Cookie header and the CPU both cost (inside the measured response time) without
+    end. Past the cap a new cookie is refused (an update or a deletion of a held one is
+    not); the standard library's rules already keep a domain's cookies from another's.
+    """
 
     jar: CookieJar
 
     def set_ok(self, cookie: Cookie, request: Any) -> bool:
         if len(cookie.name) + len(cookie.value or "") > MAX_COOKIE or not super().set_ok(cookie, request):
             return False
-        known = self.jar._cookies  # type: ignore[attr-defined]
-        if cookie.name in known.get(cookie.domain, {}).get(cookie.path, {}):
+        paths = self.jar._cookies.get(cookie.domain, {})  # type: ignore[attr-defined]
+        if cookie.name in paths.get(cookie.path, {}):
             return True  # an update
-        return len(self.jar) < MAX_COOKIES
+        return sum(map(len, paths.values())) < MAX_COOKIES
 
 
 class Wire:
@@ -166,25 +178,22 @@ class Wire:
             deadline = gevent.Timeout(self.timeout)
         deadline.start()
         deadline_at = time.monotonic() + self.timeout
-        client = None
         try:
             client, uri = self._route(url)
             fields = {"Accept-Encoding": ACCEPT_ENCODING, **request.headers}
             if request.json is not None:
                 body = json.dumps(request.json, separators=(",", ":"), ensure_ascii=False).encode()
-                names = _framed(fields)
+                names = {name.lower() for name in fields}
                 if "content-type" not in names:
                     fields["Content-Type"] = "application/json"
                 if "accept" not in names:
                     fields["Accept"] = "application/json"
             elif request.form is not None:
                 body = urlencode(request.form).encode()
-                _framed(fields)
                 fields["Content-Type"] = "application/x-www-form-urlencoded"
             elif request.content is not None:
                 content = request.content
                 body = content.encode() if isinstance(content, str) else content
-                _framed(fields)
             if self._cookies_set and (cookie := self._cookie(url, method, fields)):
                 fields["Cookie"] = cookie
             response = _exchange(client, method, uri, body, fields, deadline_at)
@@ -198,7 +207,8 @@ class Wire:
             if encoding and encoding != "identity":
                 decoder = BoundedDecoder(encoding, self.max_body)
                 raw = decoder.feed(raw) + decoder.flush()
-            return Answer(response.status_code, found, raw, url, body)
+            # a token request (sent without credentials: auth False) carries secrets in its body
+            return Answer(response.status_code, found, raw, url, body if request.auth is not False else None)
         except TransportError:
             raise
         except gevent.Timeout as fired:
@@ -206,10 +216,8 @@ class Wire:
                 raise
             if fired is self._deadline:  # one that has fired fires again at once if restarted
                 self._deadline = gevent.Timeout(self.timeout)
-            # The request was cut off wherever it was, perhaps holding its connection
-            # outside the pool: the origin's client is dropped, the next request opens anew.
-            if client is not None:
-                self._drop(client)
+            # wherever it was cut off, the connection went back to the pool closed (the
+            # sending loop and geventhttpclient's readers release it on any exception)
             raise describe(TimeoutError(), url) from None
         except (BodyTooLarge, BadEncoding) as exc:
             raise describe(exc, url, self.max_body) from None
@@ -217,12 +225,6 @@ class Wire:
             raise describe(exc, url) from None
         finally:
             deadline.cancel()
-
-    def _drop(self, client: HTTPClient) -> None:
-        for prefix, known in list(self._clients.items()):
-            if known is client:
-                del self._clients[prefix]
-        client.close()
 
     def _cookie(self, url: str, method: str, fields: dict[str, str]) -> str | None:
         """The Cookie header the jar gives this URL (its domain, path, secure and expiry rules);
@@ -266,19 +268,17 @@ class Wire:
             tls = self.tls
             context = tls_context(tls.verify, tls.ca_file, tls.client_cert, tls.client_key)
             options = {"ssl_context_factory": lambda cafile=None: context, "insecure": not tls.verify}
-        return HTTPClient.from_url(url, concurrency=1, connection_timeout=self.timeout,
-                                   network_timeout=self.timeout, headers_type=Fields, **options)
+        client = HTTPClient.from_url(url, concurrency=1, connection_timeout=self.timeout,
+                                     network_timeout=self.timeout, headers_type=Fields, **options)
+        pool = client._connection_pool
+        create = pool._create_socket
 
-
-def _framed(fields: dict[str, str]) -> set[str]:
-    """The lower-cased names of a request's fields, less the framing ones a profile or target
-    may have set (Transfer-Encoding, Content-Length): the body is sent whole, with the
-    Content-Length geventhttpclient computes, or the message would be framed twice."""
-    names = {name.lower() for name in fields}
-    if names & _FRAMING:
-        for name in [n for n in fields if n.lower() in _FRAMING]:
-            del fields[name]
-    return names
+        def tagged() -> Any:  # so a request knows whether its connection is a kept-alive one
+            sock = create()
+            _FRESH.add(sock)
+            return sock
+        pool._create_socket = tagged  # type: ignore[method-assign]
+        return client
 
 
 def query_string(params: dict[str, Any]) -> str:
@@ -327,29 +327,48 @@ class _Response(HTTPSocketPoolResponse):
     Its parser sets no limit of its own, and a socket that always has data never lets a
     gevent timer run: a CRM sending an endless header line, chunk extension or trailer
     would hold the whole worker (every user, Locust's own heartbeats and run-time limit)
-    until memory ran out. So each block fed to the parser is counted: the head up to
-    MAX_HEAD bytes; after it, whatever is not body (chunk sizes, extensions, trailers) up
-    to MAX_HEAD plus the body's own size; and the deadline is checked. The probes'
-    clients (h11) refuse such responses too.
+    until memory ran out. So each block fed to the parser is counted: the head, and the
+    trailer after the last chunk, up to MAX_HEAD bytes each (both are kept as Python
+    strings); chunk sizes and extensions, which the C parser skips, up to MAX_HEAD plus 8
+    times the body (a stream of one-byte chunks, as a framework writing JSON tokens sends,
+    is 5 times); the deadline is checked, and every _YIELD_EVERY bytes the reader lets
+    the event loop run (timers included). The probes' clients (h11) refuse such responses
+    too.
+
+    An interim response (100, 103) is not the end of the exchange: the socket is released
+    at the final one only (geventhttpclient releases it at the interim one and returns a
+    body cut at whatever the first read held).
     """
 
     _head = 0
+    _trailer = 0
     _framing = 0
     _body = 0
+    _fed = 0
 
     def __init__(self, sock: Any, pool: Any, deadline_at: float, **kw: Any) -> None:
         self._deadline_at = deadline_at
         super().__init__(sock, pool, **kw)
+
+    def _on_message_complete(self) -> None:
+        self.message_complete = True
+        if self.get_code() >= 200:
+            self.release()
 
     def feed(self, data: bytes) -> None:  # type: ignore[override]
         if self.headers_complete:
             before = len(self._body_buffer)
             super().feed(data)
             body = len(self._body_buffer) - before
-            self._body += body
-            self._framing += len(data) - body
-            if self._framing > MAX_HEAD + self._body:
-                raise HTTPParseError("response framing larger than its body")
+            if self._header_state != HEADER_STATE_DONE:  # fields after the last chunk
+                self._trailer += len(data) - body
+                if self._trailer > MAX_HEAD:
+                    raise HTTPParseError(f"response trailer larger than {MAX_HEAD} bytes")
+            else:
+                self._body += body
+                self._framing += len(data) - body
+                if self._framing > MAX_HEAD + 8 * self._body:
+                    raise HTTPParseError("response framing larger than its body")
         else:
             super().feed(data)
             if not self.headers_complete:
@@ -358,6 +377,10 @@ class _Response(HTTPSocketPoolResponse):
                     raise HTTPParseError(f"response head larger than {MAX_HEAD} bytes")
         if time.monotonic() > self._deadline_at:
             raise TimeoutError
+        self._fed += len(data)
+        if self._fed >= _YIELD_EVERY:
+            self._fed = 0
+            gevent.sleep(0.0001)  # not sleep(0), which may come back before timers run
 
 
 def _exchange(client: HTTPClient, method: str, uri: str, body: bytes | None,
@@ -375,11 +398,12 @@ def _exchange(client: HTTPClient, method: str, uri: str, body: bytes | None,
     pool = client._connection_pool
     attempts = pool.size + 1
     while True:
-        reused = not pool._socket_queue.empty()
         try:
             sock = pool.get_socket()
         except ssl.SSLError as exc:
             raise _HandshakeFailed from exc
+        reused = sock not in _FRESH
+        _FRESH.discard(sock)
         try:
             sock.sendall(data)
         except OSError as exc:
@@ -414,7 +438,6 @@ def _read(response: Any, limit: int) -> bytes:
             response.release()  # closes it: a body cut off leaves the connection unusable
             raise BodyTooLarge
         parts.append(chunk)
-        gevent.sleep(0)  # a large body arriving at full speed: let the other users run
     return b"".join(parts)
 
 
@@ -434,9 +457,12 @@ def describe(exc: BaseException, url: str, max_body: int = MAX_BODY) -> Transpor
         error = TransportError("invalid URL", "connect")
     elif isinstance(exc, socket.gaierror):
         error = TransportError("name resolution failed", "dns")
-    elif isinstance(exc, HTTPParseError | ConnectionResetError | BrokenPipeError | ssl.SSLError):
-        # (an SSLError after the handshake: the connection ended mid-way, as h11 sees it)
+    elif isinstance(exc, HTTPParseError | ConnectionResetError | BrokenPipeError | ssl.SSLEOFError
+                    | ssl.SSLZeroReturnError | ssl.SSLSyscallError):
+        # (an EOF after the handshake: the connection ended mid-way, as h11 sees it)
         error = TransportError("connection broken", "connect")
+    elif isinstance(exc, ssl.SSLError):  # an alert: TLS 1.3 refuses a client certificate after
+        error = TransportError("TLS handshake failed", "tls")  # the client's handshake is done
     elif isinstance(exc, OSError):
         error = TransportError("connection failed", "connect")
     elif isinstance(exc, ValueError):  # geventhttpclient refused a header or the URL: never echo it

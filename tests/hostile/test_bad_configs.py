@@ -65,6 +65,11 @@ WEBHOOK = """  sync:
 # id -> (text to replace in BASE, its replacement, the exact problem line); {f} is the config
 # file, {d} its folder. Files a case needs are written by write_fixtures().
 CASES: dict[str, tuple[str, str, str]] = {
+    # a framing header set by hand would frame each body twice (an invalid request)
+    "target-headers-transfer-encoding": ("  timeout: 5s\n", "  timeout: 5s\n  headers: {Transfer-Encoding: chunked}\n",
+                                         "{f}:5 target.headers: Transfer-Encoding is not a header to set: "
+                                         "crmpulse frames each body itself (a second framing would make the "
+                                         "request invalid); remove it"),
     # durations: zero where a loop divides by it, infinity, past a year, negative
     "check-interval-0s": ("interval: 30s", "interval: 0s",
                           '{f}:14 probes.checks[0].interval: expected a duration above 0, got "0s"'),
@@ -296,6 +301,12 @@ operations:
 """
 
 PROFILE_CASES: dict[str, tuple[str, str, str]] = {
+    "operation-header-content-length": ("  whoami_session: {path: /api/v1/me, auth: session}",
+                                        "  whoami_session: {path: /api/v1/me, auth: session, "
+                                        "headers: {content-length: '0'}}",
+                                        "{p}:25 operations.whoami_session.headers: content-length is not a header "
+                                        "to set: crmpulse frames each body itself (a second framing would make "
+                                        "the request invalid); remove it"),
     "map-unknown-filter": ("{{ stage | stages }}", "{{ stage | stagse }}",
                            '{p}:28 operations.search_body.json: unknown filter "stagse" (did you mean "stages"?; '
                            "a value map is declared under maps:)"),

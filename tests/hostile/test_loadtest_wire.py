@@ -268,19 +268,24 @@ def test_repeated_fields_read_as_one_through_items_as_the_operations_engine_read
 
 
 def test_what_the_request_event_gets_is_read_as_locust_reads_a_response(recorder: Recorder) -> None:
-    answer = Wire(target(recorder.url)).send(get(f"{recorder.url}/a", method="POST", json={"k": 1}))
+    wire = Wire(target(recorder.url))
+    answer = wire.send(get(f"{recorder.url}/a", method="POST", json={"k": 1}))
     # locust.contrib.csv_request_logger reads status_code; run_single_user, _request.payload
     assert (answer.status_code, answer._request.payload, answer.ok) == (200, b'{"k":1}', True)
+    # a token request's body (a password, a client secret) is not handed to listeners
+    token = wire.send(get(f"{recorder.url}/oauth/token", method="POST", auth=False,
+                          form={"grant_type": "password", "password": "pw-77"}))
+    assert token.status_code == 200 and token._request.payload is None
 
 
-def test_profile_headers_keep_their_content_type_and_lose_their_framing(recorder: Recorder) -> None:
+def test_a_profiles_content_type_is_kept_whatever_its_case(recorder: Recorder) -> None:
     wire = Wire(target(recorder.url))
-    wire.send(get(f"{recorder.url}/a", {"Content-type": "application/vnd.api+json", "Transfer-Encoding": "chunked",
-                                       "content-length": "999"}, method="POST", json={"k": 1}))
+    wire.send(get(f"{recorder.url}/a", {"Content-type": "application/vnd.api+json"}, method="POST", json={"k": 1}))
     _, _, headers, body = recorder.seen[-1]
     assert body == b'{"k":1}' and headers["Content-Length"] == "7"
-    assert [(k, v) for k, v in headers.items() if k.lower() in ("content-type", "transfer-encoding")] == [
+    assert [(k, v) for k, v in headers.items() if k.lower() == "content-type"] == [
         ("Content-type", "application/vnd.api+json")]
+    # (framing headers never get here: check-config refuses them, tests/hostile/test_bad_configs.py)
 
 
 def test_a_url_with_control_characters_is_refused_unsent(recorder: Recorder) -> None:
@@ -343,5 +348,116 @@ def test_a_tls_connection_that_ends_after_the_handshake_is_broken_not_a_tls_fail
         # the early answer when it could still be read, else what the probes' httpx reports:
         # the connection broke; never a TLS failure (the handshake had succeeded)
         assert outcomes <= {413, ("connect", f"connection broken ({url})")}, outcomes
+    finally:
+        close()
+
+
+def _answer_with(make: Callable[[], bytes]) -> tuple[str, Callable[[], None]]:
+    """A server answering each request on a connection with ``make()``'s bytes."""
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        with conn, contextlib.suppress(OSError):
+            while conn.recv(65536):
+                conn.sendall(make())
+    return _serve_raw(serve)
+
+
+def test_small_chunks_interim_answers_and_trailers_within_bounds_are_read_whole() -> None:
+    def chunked(body: bytes, size: int, trailer: bytes = b"") -> bytes:
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + size]), body[i:i + size])
+                          for i in range(0, len(body), size))
+        return (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n" + trailer + b"\r\n")
+    body = b'{"data": [' + b",".join(b'{"id": %d}' % i for i in range(12000)) + b"]}"  # ~150 KB
+    cases = {
+        # a framework streaming JSON token by token: one to a few bytes a chunk
+        "one-byte chunks": chunked(body, 1), "three-byte chunks": chunked(body, 3),
+        "a normal trailer": chunked(body, 4096, b"X-Checksum: abc\r\nServer-Timing: db;dur=53\r\n"),
+        # an interim answer first (Early Hints from a CDN): the final body is read whole
+        "103 then 200": b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                        + b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body,
+    }
+    for name, reply in cases.items():
+        url, close = _answer_with(lambda reply=reply: reply)
+        try:
+            wire = Wire(target(url))
+            for _ in range(2):  # and again on the same connection
+                answer = wire.send(get(f"{url}/api/v1/contacts"))
+                assert (answer.status_code, answer.content) == (200, body), name
+        finally:
+            close()
+
+
+def test_a_large_body_does_not_buy_an_endless_trailer() -> None:
+    sent = [0]
+
+    def body_then_fields(conn: socket.socket, stop: threading.Event) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)
+            chunk = b"100000\r\n" + b" " * 0x100000 + b"\r\n"  # 12 MiB of body, in 1 MiB chunks
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 12 + b"0\r\n")
+            while not stop.is_set():
+                conn.sendall(b"a:b\r\n" * 4096)
+                sent[0] += 5 * 4096
+    url, close = _serve_raw(body_then_fields)
+    try:
+        with pytest.raises(TransportError) as caught:
+            Wire(target(url, timeout="60s")).send(get(f"{url}/api/v1/contacts"))
+        assert (caught.value.reason, str(caught.value)) == ("connect", f"connection broken ({url})")
+        # refused at the trailer's own cap (what socket buffers held besides), not after a
+        # trailer as large as the body
+        assert sent[0] < 8 * 1024 * 1024
+    finally:
+        close()
+
+
+def test_a_client_certificate_refused_after_a_tls13_handshake_is_a_tls_failure(tmp_path: Path) -> None:
+    cert, key = make_certificate(tmp_path, "server", days_valid=5)
+    client_ca, _ = make_certificate(tmp_path, "client-ca", days_valid=5)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3  # the server checks the client after its handshake
+    context.load_cert_chain(cert, key)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(client_ca)
+
+    def mutual(conn: socket.socket, stop: threading.Event) -> None:
+        with contextlib.suppress(OSError), context.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(65536)
+    url, close = _serve_raw(mutual)
+    url = url.replace("http://", "https://")
+    try:
+        with pytest.raises(TransportError) as caught:
+            Wire(target(url, tls=TLS(ca_file=cert))).send(get(f"{url}/api/v1/me"))
+        assert (caught.value.reason, str(caught.value)) == ("tls", f"TLS handshake failed ({url})")
+    finally:
+        close()
+
+
+def test_one_greenlets_deadline_or_lost_connection_does_not_fail_the_other() -> None:
+    seen: list[str] = []
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        # answers the first request of each connection, then reads the next and hangs up
+        # (a server closing an idle kept-alive connection), except that /hang hangs
+        with conn, contextlib.suppress(OSError):
+            path = conn.recv(65536).split(b" ")[1].decode()
+            seen.append(path)
+            if path == "/hang":
+                stop.wait(30)
+                return
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            conn.recv(65536)
+    url, close = _serve_raw(serve)
+    try:
+        wire = Wire(target(url, timeout="1s"))
+        hang = gevent.spawn(wire.send, get(f"{url}/hang"))
+        gevent.sleep(0.05)  # /hang holds the user's one connection to the origin
+        quick = gevent.spawn(wire.send, get(f"{url}/quick"))
+        gevent.joinall([hang, quick])
+        assert isinstance(hang.exception, TransportError) and str(hang.exception) == f"timed out ({url})"
+        assert quick.value.status_code == 200  # sent once /hang gave the connection up
+        for _ in range(5):  # two at a time on a connection the server drops after each answer
+            pair = [gevent.spawn(wire.send, get(f"{url}/again")) for _ in range(2)]
+            gevent.joinall(pair, raise_error=True)
+            assert [job.value.status_code for job in pair] == [200, 200]
     finally:
         close()
