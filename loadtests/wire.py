@@ -207,8 +207,10 @@ class Wire:
             if encoding and encoding != "identity":
                 decoder = BoundedDecoder(encoding, self.max_body)
                 raw = decoder.feed(raw) + decoder.flush()
-            # a token request (sent without credentials: auth False) carries secrets in its body
-            return Answer(response.status_code, found, raw, url, body if request.auth is not False else None)
+            # a token request (sent without credentials: auth False) carries secrets in its body,
+            # and the query string may hold what a template put there: listeners get neither
+            return Answer(response.status_code, found, raw, request.url,
+                          body if request.auth is not False else None)
         except TransportError:
             raise
         except gevent.Timeout as fired:

@@ -276,6 +276,9 @@ def test_what_the_request_event_gets_is_read_as_locust_reads_a_response(recorder
     token = wire.send(get(f"{recorder.url}/oauth/token", method="POST", auth=False,
                           form={"grant_type": "password", "password": "pw-77"}))
     assert token.status_code == 200 and token._request.payload is None
+    # nor the query string, which holds whatever a template put in it
+    found = wire.send(get(f"{recorder.url}/search", params={"q": "s3cret"}))
+    assert recorder.seen[-1][1] == "/search?q=s3cret" and found.url == f"{recorder.url}/search"
 
 
 def test_a_profiles_content_type_is_kept_whatever_its_case(recorder: Recorder) -> None:
