@@ -37,7 +37,7 @@ import ssl
 import time
 import weakref
 from http.cookiejar import Cookie, CookieJar, DefaultCookiePolicy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import gevent.ssl
@@ -84,17 +84,14 @@ class Fields(Headers):
     """A response's header fields, case-insensitive, a repeated field read as one value joined
     with ", " (RFC 9110 section 5.3), by ``get``, ``[]`` and ``items()`` alike, as httpx reads
     them for the probes: geventhttpclient's own ``Headers`` gives a list, or each line apart.
-    Cookies are read line by line (``get_all``)."""
+    (``Headers.get`` reads ``self[field]``.) Cookies are read line by line (``get_all``)."""
 
     def __getitem__(self, field: str) -> str:  # type: ignore[override]
         value = super().__getitem__(field)
         return value if isinstance(value, str) else ", ".join(value)
 
-    def get(self, field: str, default: Any = None) -> Any:
-        try:
-            return self[field]
-        except KeyError:
-            return default
+    if TYPE_CHECKING:  # what Headers.get returns through __getitem__ above
+        def get(self, field: str, default: Any = None) -> Any: ...
 
     def items(self) -> Any:
         return self.itermerged()

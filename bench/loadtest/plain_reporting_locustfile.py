@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from geventhttpclient.client import HTTPClient
@@ -30,9 +31,8 @@ class _Peer(FastHttpUser):
 
     abstract = True
     wait_time = constant(0)
-
-    def fetch(self, method: str, path: str, payload: str | None, headers: dict[str, str]) -> bytes:
-        raise NotImplementedError
+    #: (method, path, payload, headers) -> the response body; each peer defines it
+    fetch: Callable[[str, str, str | None, dict[str, str]], bytes]
 
     @task
     def handle_a_ticket(self) -> None:
